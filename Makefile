@@ -1,0 +1,44 @@
+# Keyturn: `make demo` shows the lifecycle, `make test` runs every check. Both bootstrap .venv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install test lint typecheck demo bench services clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Redis and PostgreSQL are real in the tests. Use the local ones; on a fresh machine start (or install) them.
+services:
+	@command -v redis-server >/dev/null 2>&1 || redis-cli -p 6379 ping >/dev/null 2>&1 || \
+		{ echo "installing redis-server (tests need a real Redis)"; \
+		  (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null || \
+		  echo "WARNING: no Redis: install redis-server or set KEYTURN_TEST_REDIS_URL"; }
+	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || \
+		{ command -v pg_ctlcluster >/dev/null 2>&1 && \
+		  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -1) main start 2>/dev/null; } || \
+		echo "WARNING: PostgreSQL is not answering on 127.0.0.1:5432: set KEYTURN_TEST_PG_URL or KEYTURN_SKIP_POSTGRES=1"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+test: $(STAMP) services lint typecheck
+	$(PY) -m pytest -q -p no:cacheprovider
+
+demo: $(STAMP)
+	$(VENV)/bin/keyturn demo
+
+bench: $(STAMP) services
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

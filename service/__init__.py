@@ -1,0 +1,1 @@
+"""Keyturn: time-boxed access to sensitive AWS roles through Slack."""

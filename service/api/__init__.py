@@ -1,0 +1,1 @@
+"""HTTP surfaces other than Slack: the REST API (OpenAPI) and Prometheus metrics."""

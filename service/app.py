@@ -1,0 +1,113 @@
+"""create_app(settings): the composition root for the web process, the worker and the CLI."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+
+from flask import Flask, Response, g, jsonify, request
+from sqlalchemy import text
+
+from service.logs import request_id_var, setup_logging
+from service.runtime import Runtime, build_runtime
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
+    """Build the Flask app and its Celery app; refuses to start on an invalid catalogue."""
+    from workers.celery_app import celery_init_app
+
+    settings = settings or Settings.from_env()
+    setup_logging(settings.log_level, (settings.slack_bot_token, settings.slack_signing_secret))
+    app = Flask("keyturn")
+    celery_app = celery_init_app(app, settings)
+    rt = runtime or build_runtime(settings, celery_app=celery_app)
+    app.extensions["keyturn"] = rt
+    _mount_slack(app, settings, rt)
+    _mount_observability(app, rt)
+    from service.api.rest import register_api
+
+    register_api(app, settings, rt)  # /api/v1 (REST, bearer tokens) and /api/openapi.json
+
+    @app.get("/healthz")
+    def healthz() -> tuple[Response, int]:
+        """The process is up."""
+        return jsonify(status="ok"), 200
+
+    @app.get("/readyz")
+    def readyz() -> tuple[Response, int]:
+        """The database and the broker answer."""
+        checks: dict[str, str] = {}
+        try:
+            with rt.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"error: {type(exc).__name__}"
+        try:
+            rt.redis.ping()
+            checks["broker"] = "ok"
+        except Exception as exc:
+            checks["broker"] = f"error: {type(exc).__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        return jsonify(status="ok" if ok else "unavailable", checks=checks), 200 if ok else 503
+
+    return app
+
+
+def _mount_slack(app: Flask, settings: Settings, rt: Runtime) -> None:
+    """POST /slack/events for commands, interactivity and events; the notifier for the workers."""
+    from slack_bolt.adapter.flask import SlackRequestHandler
+
+    from service.slack.bolt_app import build_bolt_app, make_web_client
+    from service.slack.groups import UserGroups
+    from service.slack.notifier import SlackNotifier
+
+    client = make_web_client(settings)
+    approver_groups = frozenset(a for r in rt.catalog.roles.values() for a in r.approvers if a.startswith("S"))
+    if approver_groups and settings.slack_bot_token:
+        rt.ctx.groups_of = UserGroups(client, approver_groups).groups_of
+    bolt = build_bolt_app(settings, rt.ctx, client)
+    handler = SlackRequestHandler(bolt)
+    if settings.slack_bot_token:
+        # Without a token (the demo, a dry run) notifications are only logged: nothing calls out.
+        app.extensions["keyturn.notifier"] = SlackNotifier(client, rt.ctx.store, rt.catalog)
+
+    @app.post("/slack/events")
+    def slack_events() -> Response:
+        """Every Slack delivery; Bolt verifies the signature (401 otherwise) before any listener runs."""
+        return handler.handle(request)
+
+
+def _mount_observability(app: Flask, rt: Runtime) -> None:
+    """A request id on every request and log line; Prometheus metrics read from the database."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    from service.api.metrics import KeyturnCollector
+
+    registry = CollectorRegistry()
+    registry.register(KeyturnCollector(rt.ctx.store, rt.redis))
+
+    @app.before_request
+    def _request_id() -> None:
+        incoming = request.headers.get("X-Request-Id", "")
+        rid = incoming if re.fullmatch(r"[A-Za-z0-9._-]{1,64}", incoming) else uuid.uuid4().hex
+        g.request_id = rid
+        request_id_var.set(rid)
+
+    @app.teardown_request
+    def _forget_request_id(_exc: BaseException | None) -> None:
+        request_id_var.set(None)
+
+    @app.after_request
+    def _echo_request_id(response: Response) -> Response:
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        return response
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        """Prometheus exposition."""
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,180 @@
+"""Who may request, approve, deny, cancel and revoke: frozen values in, a decision with a reason out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+
+from service.core.states import GrantState, RequestState
+
+
+class Reason(StrEnum):
+    OK = "ok"
+    # filing a request
+    UNKNOWN_ROLE = "unknown_role"
+    NO_PRINCIPAL = "no_principal"
+    DURATION_TOO_LONG = "duration_too_long"
+    DURATION_NOT_POSITIVE = "duration_not_positive"
+    REASON_REQUIRED = "reason_required"
+    # deciding
+    NOT_PENDING = "not_pending"
+    NOT_AN_APPROVER = "not_an_approver"
+    SELF_APPROVAL = "self_approval"
+    BREAK_GLASS_NEEDS_REASON = "break_glass_needs_reason"
+    ALREADY_VOTED = "already_voted"
+    WRONG_TEAM = "wrong_team"
+    # cancelling / revoking
+    NOT_REQUESTER = "not_requester"
+    NOT_ALLOWED_TO_REVOKE = "not_allowed_to_revoke"
+    NOT_REVOCABLE = "not_revocable"
+    UNSUPPORTED_PRINCIPAL = "unsupported_principal"
+
+
+MESSAGES: dict[Reason, str] = {
+    Reason.UNKNOWN_ROLE: "There is no such role in the catalogue.",
+    Reason.NO_PRINCIPAL: "You have no AWS principal mapped in the catalogue; ask an admin to add one.",
+    Reason.DURATION_TOO_LONG: "That is longer than this role allows.",
+    Reason.DURATION_NOT_POSITIVE: "The duration must be longer than zero.",
+    Reason.REASON_REQUIRED: "This role needs a reason.",
+    Reason.NOT_PENDING: "This request has already been decided.",
+    Reason.NOT_AN_APPROVER: "You are not an approver for this role.",
+    Reason.SELF_APPROVAL: "You cannot approve your own request.",
+    Reason.BREAK_GLASS_NEEDS_REASON: "Break-glass self-approval needs a reason.",
+    Reason.ALREADY_VOTED: "You have already approved this request.",
+    Reason.WRONG_TEAM: "This action came from a different Slack workspace.",
+    Reason.NOT_REQUESTER: "Only the requester can do that.",
+    Reason.NOT_ALLOWED_TO_REVOKE: "Only the requester, the role's approvers or an admin can end this access.",
+    Reason.NOT_REVOCABLE: "This access has already ended.",
+    Reason.UNSUPPORTED_PRINCIPAL: "Your AWS principal cannot be given this role this way; ask an admin.",
+}
+
+
+class Vote(StrEnum):
+    APPROVE = "approve"
+    DENY = "deny"
+
+
+class Outcome(StrEnum):
+    REFUSED = "refused"
+    RECORDED = "recorded"  # an approval counted, quorum not yet reached
+    APPROVED = "approved"
+    DENIED = "denied"
+
+
+@dataclass(frozen=True)
+class RoleRules:
+    """What the core needs to know about a catalogue role."""
+
+    role_id: str
+    approvers: frozenset[str]  # Slack user ids
+    approver_groups: frozenset[str] = frozenset()  # Slack user-group ids
+    min_approvals: int = 1
+    auto_approve: bool = False
+    allow_self_approval: bool = False
+    require_reason: bool = False
+    default_duration: timedelta = timedelta(hours=1)
+    max_duration: timedelta = timedelta(hours=4)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts, as Slack's signed payload (or the CLI's --as) says."""
+
+    user_id: str
+    groups: frozenset[str] = frozenset()  # Slack user groups the actor belongs to
+    is_admin: bool = False
+
+
+@dataclass(frozen=True)
+class RequestView:
+    state: RequestState
+    requester: str
+    approvals: frozenset[str] = frozenset()  # user ids who approved so far
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    reason: Reason = Reason.OK
+    break_glass: bool = False
+    approvals: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def refused(self) -> bool:
+        return self.outcome is Outcome.REFUSED
+
+
+@dataclass(frozen=True)
+class FilingCheck:
+    reason: Reason
+    duration: timedelta | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is Reason.OK
+
+
+def is_approver(rules: RoleRules, actor: Actor) -> bool:
+    return actor.user_id in rules.approvers or bool(actor.groups & rules.approver_groups)
+
+
+def check_filing(
+    rules: RoleRules, *, duration: timedelta | None, reason: str | None, has_principal: bool
+) -> FilingCheck:
+    """May this request be filed, and for how long."""
+    if not has_principal:
+        return FilingCheck(Reason.NO_PRINCIPAL)
+    wanted = rules.default_duration if duration is None else duration
+    if wanted <= timedelta(0):
+        return FilingCheck(Reason.DURATION_NOT_POSITIVE)
+    if wanted > rules.max_duration:
+        return FilingCheck(Reason.DURATION_TOO_LONG)
+    if rules.require_reason and not (reason or "").strip():
+        return FilingCheck(Reason.REASON_REQUIRED)
+    return FilingCheck(Reason.OK, wanted)
+
+
+def decide_vote(
+    rules: RoleRules, request: RequestView, actor: Actor, vote: Vote, *, reason: str | None = None
+) -> Decision:
+    """One approver's click on a request: refused, counted, or the request's decision."""
+    if request.state is not RequestState.PENDING:
+        return Decision(Outcome.REFUSED, Reason.NOT_PENDING, approvals=request.approvals)
+    if not is_approver(rules, actor):
+        return Decision(Outcome.REFUSED, Reason.NOT_AN_APPROVER, approvals=request.approvals)
+    self_vote = actor.user_id == request.requester
+    break_glass = False
+    if self_vote and vote is Vote.APPROVE:
+        if not rules.allow_self_approval:
+            return Decision(Outcome.REFUSED, Reason.SELF_APPROVAL, approvals=request.approvals)
+        if not (reason or "").strip():
+            return Decision(Outcome.REFUSED, Reason.BREAK_GLASS_NEEDS_REASON, approvals=request.approvals)
+        break_glass = True
+    if vote is Vote.DENY:
+        return Decision(Outcome.DENIED, approvals=request.approvals)
+    if actor.user_id in request.approvals:
+        return Decision(Outcome.REFUSED, Reason.ALREADY_VOTED, approvals=request.approvals)
+    approvals = request.approvals | {actor.user_id}
+    # Break-glass is a deliberate override by the requester: it decides alone.
+    if break_glass or len(approvals) >= max(1, rules.min_approvals):
+        return Decision(Outcome.APPROVED, break_glass=break_glass, approvals=approvals)
+    return Decision(Outcome.RECORDED, approvals=approvals)
+
+
+def decide_cancel(request: RequestView, actor: Actor) -> Decision:
+    """The requester withdraws a pending request."""
+    if request.state is not RequestState.PENDING:
+        return Decision(Outcome.REFUSED, Reason.NOT_PENDING)
+    if actor.user_id != request.requester and not actor.is_admin:
+        return Decision(Outcome.REFUSED, Reason.NOT_REQUESTER)
+    return Decision(Outcome.DENIED)
+
+
+def may_revoke(rules: RoleRules, grant_state: GrantState, grant_requester: str, actor: Actor) -> Reason:
+    """Ending access early: the requester ("I'm done"), an approver of the role, or an admin."""
+    if grant_state not in (GrantState.PROVISIONING, GrantState.ACTIVE):
+        return Reason.NOT_REVOCABLE
+    if actor.user_id == grant_requester or actor.is_admin or is_approver(rules, actor):
+        return Reason.OK
+    return Reason.NOT_ALLOWED_TO_REVOKE

@@ -1,0 +1,1 @@
+"""Use cases, one per module, keyword-only; the rules they apply live in service.core."""

@@ -1,0 +1,63 @@
+"""What every use case is handed: the store, the catalogue, the clock and the dispatcher."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.catalog import Catalog
+from service.core.rules import MESSAGES, Actor, Reason
+
+
+class Dispatcher(Protocol):
+    """Wakes workers up after a commit. Losing a wake-up never loses access changes: the sweeper re-sends."""
+
+    def sync(self, target_key: str, *, force: bool = False) -> None: ...
+    def notify(self, event: str, **ids: Any) -> None: ...
+
+
+class Refused(Exception):
+    """A rule said no; `reason` is the core's enum, the message is fit to show the user."""
+
+    def __init__(self, reason: Reason, message: str | None = None):
+        self.reason = reason
+        super().__init__(message or MESSAGES.get(reason, reason.value))
+
+
+class NotFound(Exception):
+    """No such request or grant."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class RecordingDispatcher:
+    """Keeps wake-ups in memory; for the CLI's inline mode and for tests of single use cases."""
+
+    syncs: list[str] = field(default_factory=list)
+    notes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def sync(self, target_key: str, *, force: bool = False) -> None:
+        self.syncs.append(target_key)
+
+    def notify(self, event: str, **ids: Any) -> None:
+        self.notes.append((event, ids))
+
+
+@dataclass
+class Context:
+    store: sessionmaker[Session]
+    catalog: Catalog
+    dispatch: Dispatcher
+    now: Callable[[], datetime] = utcnow
+    # Slack user-group membership, resolved outside the core (Slack API in production).
+    groups_of: Callable[[str], frozenset[str]] = lambda _user: frozenset()
+
+    def actor(self, user_id: str) -> Actor:
+        return Actor(user_id=user_id, groups=self.groups_of(user_id), is_admin=user_id in self.catalog.admins)

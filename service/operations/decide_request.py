@@ -1,0 +1,97 @@
+"""An approver's Approve or Deny on a pending request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.core.rules import Actor, Outcome, Reason, RequestView, Vote, decide_vote
+from service.core.states import RequestState
+from service.operations.context import Context, NotFound, Refused
+from service.operations.granting import create_grant
+from service.store import repo
+from service.store.models import Approval
+
+
+@dataclass(frozen=True)
+class Decided:
+    request_id: int
+    outcome: Outcome
+    approvals: int
+    grant_id: int | None = None
+    break_glass: bool = False
+
+
+def decide_request(
+    ctx: Context, *, request_id: int, approver: str, vote: Vote, note: str | None = None,
+    team_id: str | None = None,
+) -> Decided:
+    """Record one vote; exactly one caller ever moves the request out of pending."""
+    now = ctx.now()
+    actor = ctx.actor(approver)
+    with ctx.store.begin() as session:
+        outcome = _decide_locked(ctx, session, request_id, approver, actor, vote, note, team_id, now)
+    # Committed: now the side effects.
+    if isinstance(outcome, Refused):
+        if outcome.reason in AUDITED_REFUSALS:
+            ctx.dispatch.notify("vote.refused", request_id=request_id, actor=approver, reason=outcome.reason.value)
+        raise outcome
+    result, target_key = outcome
+    if target_key:
+        ctx.dispatch.sync(target_key)
+    if result.outcome in (Outcome.APPROVED, Outcome.DENIED):
+        ctx.dispatch.notify("request.decided", request_id=request_id, break_glass=result.break_glass)
+    else:
+        ctx.dispatch.notify("request.vote", request_id=request_id)
+    return result
+
+
+AUDITED_REFUSALS = frozenset({Reason.NOT_AN_APPROVER, Reason.SELF_APPROVAL, Reason.BREAK_GLASS_NEEDS_REASON})
+
+
+def _decide_locked(
+    ctx: Context, session: Session, request_id: int, approver: str, actor: Actor, vote: Vote,
+    note: str | None, team_id: str | None, now: datetime,
+) -> Refused | tuple[Decided, str | None]:
+    """The decision under the request's row lock; a refusal is returned (not raised) so its audit commits."""
+    request = repo.lock_request(session, request_id)
+    if request is None:
+        raise NotFound(f"no request {request_id}")
+    role = ctx.catalog.role(request.role_id)
+    if role is None:
+        raise Refused(Reason.UNKNOWN_ROLE, f"Role {request.role_id!r} is no longer in the catalogue.")
+    if team_id and request.team_id and team_id != request.team_id:
+        repo.audit(session, at=now, actor=approver, action="vote.refused", request_id=request_id,
+                   reason=Reason.WRONG_TEAM.value, team=team_id)
+        return Refused(Reason.WRONG_TEAM)
+    approvals = frozenset(session.execute(
+        select(Approval.approver).where(Approval.request_id == request_id, Approval.vote == Vote.APPROVE.value)
+    ).scalars())
+    view = RequestView(state=RequestState(request.state), requester=request.requester, approvals=approvals)
+    decision = decide_vote(role.rules(), view, actor, vote, reason=note)
+    if decision.refused:
+        # Refusals of identity are security events: keep them in the audit log.
+        if decision.reason in AUDITED_REFUSALS:
+            repo.audit(session, at=now, actor=approver, action="vote.refused", request_id=request_id,
+                       reason=decision.reason.value, vote=vote.value)
+        return Refused(decision.reason)
+    session.add(Approval(request_id=request_id, approver=approver, vote=vote.value, note=note, created_at=now))
+    repo.audit(session, at=now, actor=approver, action=f"vote.{vote.value}", request_id=request_id,
+               note=note, break_glass=decision.break_glass or None)
+    grant_id = target_key = None
+    if decision.outcome in (Outcome.APPROVED, Outcome.DENIED):
+        dst = RequestState.APPROVED if decision.outcome is Outcome.APPROVED else RequestState.DENIED
+        if not repo.move_request(session, request_id, RequestState.PENDING, dst, decided_at=now,
+                                 decided_by=approver, decision_note=note, break_glass=decision.break_glass):
+            return Refused(Reason.NOT_PENDING)
+        repo.audit(session, at=now, actor=approver, action=f"request.{dst.value}", request_id=request_id,
+                   break_glass=decision.break_glass or None)
+        if dst is RequestState.APPROVED:
+            session.refresh(request)
+            grant = create_grant(session, ctx.catalog, request, now, approver)
+            grant_id, target_key = grant.id, grant.target_key
+    decided = Decided(request_id, decision.outcome, len(decision.approvals), grant_id, decision.break_glass)
+    return decided, target_key

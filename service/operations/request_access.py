@@ -1,0 +1,94 @@
+"""Filing a request for a catalogued role (or an extension of a grant)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from service.core.durations import format_duration
+from service.core.rules import Reason, check_filing
+from service.core.states import LIVE_GRANT_STATES, RequestState
+from service.core.targets import TargetError, target_for
+from service.operations.context import Context, NotFound, Refused
+from service.operations.granting import create_grant
+from service.store import repo
+from service.store.models import AccessRequest, Grant
+
+
+@dataclass(frozen=True)
+class Filed:
+    request_id: int
+    state: RequestState
+    grant_id: int | None = None
+    target_key: str | None = None
+
+
+def request_access(
+    ctx: Context,
+    *,
+    requester: str,
+    role_id: str,
+    duration: timedelta | None = None,
+    reason: str | None = None,
+    ticket: str | None = None,
+    team_id: str | None = None,
+    extends_grant_id: int | None = None,
+) -> Filed:
+    """File a request; a role marked auto_approve is approved (and its grant created) at once."""
+    role = ctx.catalog.role(role_id)
+    if role is None:
+        allowed = ", ".join(r.id for r in ctx.catalog.roles_for(requester)) or "none"
+        raise Refused(Reason.UNKNOWN_ROLE, f"There is no role {role_id!r}. Roles you can request: {allowed}.")
+    principal = ctx.catalog.principal_for(requester)
+    check = check_filing(role.rules(), duration=duration, reason=reason, has_principal=principal is not None)
+    if not check.ok or check.duration is None or principal is None:
+        hints = {
+            Reason.DURATION_TOO_LONG: f"{role.id} allows at most {format_duration(role.max_duration)}.",
+            Reason.REASON_REQUIRED: f"{role.id} needs a reason, e.g. `{role.id} 1h fixing INC-123`.",
+        }
+        raise Refused(check.reason, hints.get(check.reason))
+    try:
+        target_for(strategy=role.strategy.value, role_account=role.account, role_name=role.role_name,
+                   role_arn=role.arn, group=role.group, principal_arn=principal)
+    except TargetError as exc:
+        raise Refused(Reason.UNSUPPORTED_PRINCIPAL, str(exc)) from exc
+    now = ctx.now()
+    with ctx.store.begin() as session:
+        if extends_grant_id is not None:
+            old = session.execute(select(Grant).where(Grant.id == extends_grant_id)).scalar_one_or_none()
+            if old is None or old.requester != requester or old.role_id != role_id:
+                raise NotFound(f"no grant {extends_grant_id} of yours for {role_id}")
+            if old.state not in {s.value for s in LIVE_GRANT_STATES}:
+                raise Refused(Reason.NOT_REVOCABLE, "That access has already ended; file a new request.")
+        request = AccessRequest(
+            role_id=role.id, requester=requester, team_id=team_id, principal_arn=principal,
+            duration_seconds=int(check.duration.total_seconds()), reason=(reason or "").strip() or None,
+            ticket=(ticket or "").strip() or None, state=RequestState.PENDING.value, created_at=now,
+            extends_grant_id=extends_grant_id, break_glass=False, reminders_sent=0, version=0,
+            next_reminder_at=now + ctx.catalog.reminder_after,
+        )
+        session.add(request)
+        session.flush()
+        repo.audit(session, at=now, actor=requester, action="request.filed", request_id=request.id,
+                   role=role.id, duration=int(check.duration.total_seconds()), extends=extends_grant_id)
+        grant = None
+        if role.auto_approve:
+            repo.move_request(session, request.id, RequestState.PENDING, RequestState.APPROVED,
+                              decided_at=now, decided_by="auto")
+            repo.audit(session, at=now, actor="auto", action="request.approved", request_id=request.id)
+            grant = create_grant(session, ctx.catalog, request, now, "auto")
+        filed = Filed(
+            request_id=request.id,
+            state=RequestState.APPROVED if grant else RequestState.PENDING,
+            grant_id=grant.id if grant else None,
+            target_key=grant.target_key if grant else None,
+        )
+    # Committed: now the side effects.
+    if filed.target_key:
+        ctx.dispatch.sync(filed.target_key)
+        ctx.dispatch.notify("request.decided", request_id=filed.request_id)
+    else:
+        ctx.dispatch.notify("request.filed", request_id=filed.request_id)
+    return filed

@@ -1,0 +1,104 @@
+"""The sweeper: end grants past expiry, time out stale requests, re-send lost wake-ups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from service.catalog import Strategy
+from service.core.states import LIVE_GRANT_STATES, EndReason, GrantState, RequestState
+from service.core.targets import TargetKind, TargetRef
+from service.operations.context import Context
+from service.store import repo
+from service.store.models import AccessRequest, Grant, Target
+
+
+@dataclass
+class SweepReport:
+    expiring: list[int] = field(default_factory=list)
+    timed_out: list[int] = field(default_factory=list)
+    resent: list[str] = field(default_factory=list)
+    reminded: list[int] = field(default_factory=list)
+
+
+def sweep(ctx: Context, *, resend_after: timedelta = timedelta(seconds=10), limit: int = 5000) -> SweepReport:
+    """Idempotent and safe to run from two beats at once: every move is a compare-and-set."""
+    now = ctx.now()
+    report = SweepReport()
+    to_sync: set[str] = set()
+    with ctx.store.begin() as session:
+        due = session.execute(
+            select(Grant).where(Grant.state.in_([s.value for s in LIVE_GRANT_STATES]), Grant.expires_at <= now)
+            .order_by(Grant.expires_at).limit(limit)
+        ).scalars().all()
+        for g in due:
+            if repo.move_grant(session, g.id, GrantState(g.state), GrantState.ENDING,
+                               end_reason=EndReason.EXPIRED.value, end_requested_at=now):
+                report.expiring.append(g.id)
+                repo.mark_dirty(session, g.target_key, now)
+                repo.audit(session, at=now, actor="keyturn", action="grant.expiring", grant_id=g.id,
+                           request_id=g.request_id, target_key=g.target_key)
+                to_sync.add(g.target_key)
+        stale_before = now - ctx.catalog.request_timeout
+        stale = session.execute(
+            select(AccessRequest.id).where(AccessRequest.state == RequestState.PENDING.value,
+                                           AccessRequest.created_at <= stale_before).limit(limit)
+        ).scalars().all()
+        for request_id in stale:
+            if repo.move_request(session, request_id, RequestState.PENDING, RequestState.TIMED_OUT,
+                                 decided_at=now, decided_by="keyturn"):
+                report.timed_out.append(request_id)
+                repo.audit(session, at=now, actor="keyturn", action="request.timed_out", request_id=request_id)
+        due_reminders = session.execute(
+            select(AccessRequest).where(AccessRequest.state == RequestState.PENDING.value,
+                                        AccessRequest.next_reminder_at <= now).limit(limit)
+        ).scalars().all()
+        for req in due_reminders:
+            # Backoff: 1x, 2x, 4x … the first interval; compare-and-set on the old value so two beats
+            # never remind twice.
+            step = ctx.catalog.reminder_after * (2 ** (req.reminders_sent + 1))
+            moved = session.execute(
+                update(AccessRequest).where(AccessRequest.id == req.id,
+                                            AccessRequest.reminders_sent == req.reminders_sent,
+                                            AccessRequest.state == RequestState.PENDING.value)
+                .values(reminders_sent=req.reminders_sent + 1, next_reminder_at=now + step)
+                .execution_options(synchronize_session=False)
+            ).rowcount  # type: ignore[attr-defined]
+            if moved:
+                report.reminded.append(req.id)
+        lost = session.execute(
+            # A failing target is already in a retry chain with backoff; re-sending would multiply it.
+            select(Target.key).where(Target.dirty_since.is_not(None), Target.dirty_since <= now - resend_after,
+                                     Target.failures == 0)
+        ).scalars().all()
+        report.resent = sorted(set(lost) - to_sync)
+        to_sync.update(lost)
+    for key in sorted(to_sync):
+        # A target dirty for long lost its wake-up (or its queued flag did): send past the de-duplication.
+        ctx.dispatch.sync(key, force=key in report.resent)
+    for request_id in report.timed_out:
+        ctx.dispatch.notify("request.decided", request_id=request_id)
+    for request_id in report.reminded:
+        ctx.dispatch.notify("request.reminder", request_id=request_id)
+    return report
+
+
+def all_target_keys(ctx: Context) -> list[str]:
+    """Every target Keyturn has touched, plus every catalogued trust policy (to clean strays)."""
+    keys: set[str] = set()
+    for role in ctx.catalog.roles.values():
+        if role.strategy is Strategy.TRUST_POLICY:
+            keys.add(TargetRef(TargetKind.TRUST_POLICY, role.account, role.role_name).key)
+    with ctx.store.begin() as session:
+        keys.update(session.execute(select(Target.key)).scalars())
+    return sorted(keys)
+
+
+def reconcile_all(ctx: Context) -> list[str]:
+    """Wake a sync for every target: repairs drift and finishes work a crash interrupted."""
+    keys = all_target_keys(ctx)
+    for key in keys:
+        ctx.dispatch.sync(key)
+    return keys

@@ -1,0 +1,125 @@
+"""sync for policy documents: trust policies and inline policies, foreign statements untouched."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+from typing import Any
+
+from service.aws.documents import PolicyDocument
+from service.aws.errors import LimitExceeded, SyncConflict, TargetGone
+from service.core.policy import (
+    Document,
+    Lease,
+    Statement,
+    assume_statement,
+    canonical,
+    combine_leases,
+    document_hash,
+    owned_sid,
+    rebuild,
+    same_statements,
+    size_without_whitespace,
+    split,
+    trust_statement,
+)
+from service.core.states import LIVE_GRANT_STATES, GrantState
+from service.core.targets import TargetKind
+from service.operations.sync_state import GrantSnap, Plan
+
+# IAM rewrites the principal of a deleted user or role into its unique id (AIDA…, AROA…).
+UNIQUE_ID = re.compile(r"^A[A-Z0-9]{15,}$")
+
+
+def _orphaned_sids(owned: list[Statement]) -> set[str]:
+    out = set()
+    for s in owned:
+        principal = (s.get("Principal") or {}).get("AWS") if isinstance(s.get("Principal"), dict) else None
+        if isinstance(principal, str) and UNIQUE_ID.match(principal):
+            out.add(str(s.get("Sid")))
+    return out
+
+
+def sync_grants_document(
+    doc: PolicyDocument, kind: TargetKind, snaps: list[GrantSnap], now: datetime, attempts: int
+) -> Plan:
+    """Rebuild the document as foreign statements + one owned statement per desired lease."""
+    try:
+        live = doc.read()
+    except TargetGone as exc:
+        return Plan(gone=True, gone_reason=str(exc))
+    build = trust_statement if kind is TargetKind.TRUST_POLICY else assume_statement
+    _, live_owned = split(live)
+    present = {s.get("Sid") for s in live_owned}
+    orphaned = _orphaned_sids(live_owned)
+    wanted = [s for s in snaps if s.state in LIVE_GRANT_STATES and s.expires_at > now]
+    failed: dict[int, str] = {}
+    for s in list(wanted):
+        if owned_sid(s.lease_key) in orphaned:
+            # The principal was deleted: its statement is cleaned and the grant cannot continue.
+            failed[s.id] = f"principal {s.lease_key} no longer exists in IAM"
+            wanted.remove(s)
+    while True:
+        leases = combine_leases(
+            (Lease(s.lease_key, s.expires_at, s.require_mfa, s.session_name) for s in wanted), now
+        )
+        owned = [build(lease) for lease in leases.values()]
+        new = rebuild(live, owned)
+        problem = doc.limit_problem(new)
+        if problem is None:
+            break
+        # Refuse the newest access that is not in IAM yet; never write a document AWS would reject.
+        candidates = [s for s in wanted if s.state is GrantState.PROVISIONING and owned_sid(s.lease_key) not in present]
+        if not candidates:
+            shrinking = live is not None and size_without_whitespace(new) < size_without_whitespace(live)
+            if (shrinking and new.get("Statement")) or canonical(new) == canonical(live):
+                break  # removal must never be blocked by a quota, and an unchanged document is no write
+            raise LimitExceeded(problem)
+        victim = max(candidates, key=lambda s: s.id)
+        failed[victim.id] = problem
+        wanted.remove(victim)
+    plan = _write_and_verify(doc, live, new, owned, attempts)
+    plan.desired_keys = set(leases)
+    plan.failed = failed
+    plan.active_keys_with_sid = {owned_sid(k): k for k in leases}
+    return plan
+
+
+def sync_document_to(doc: PolicyDocument, owned: list[Statement], attempts: int) -> Plan:
+    """Make the owned part of `doc` exactly `owned` (for documents not tied to grant leases)."""
+    live = doc.read()
+    new = rebuild(live, owned)
+    problem = doc.limit_problem(new)
+    if problem is not None:
+        raise LimitExceeded(problem)
+    return _write_and_verify(doc, live, new, owned, attempts)
+
+
+def _write_and_verify(
+    doc: PolicyDocument, live: Document | None, new: Document, owned: list[Statement], attempts: int
+) -> Plan:
+    # A document with no statement is deleted (inline policies): when none exists, there is nothing to write.
+    wrote = canonical(new if new.get("Statement") else None) != canonical(live)
+    if wrote:
+        doc.write(new)
+    verify(doc, owned, attempts)
+    before = {s.get("Sid") for s in split(live)[1]}
+    after = {s["Sid"] for s in owned}
+    return Plan(
+        wrote=wrote, hash_before=document_hash(live), hash_after=document_hash(new if new.get("Statement") else None),
+        added=sorted(after - before), removed=sorted(str(s) for s in before - after if s),
+    )
+
+
+def verify(doc: PolicyDocument, owned: list[dict[str, Any]], attempts: int) -> None:
+    """Read back until IAM shows exactly our owned statements; IAM reads can lag a write."""
+    for attempt in range(attempts):
+        try:
+            back = doc.read()
+        except TargetGone:
+            back = None
+        if same_statements(split(back)[1], owned):
+            return
+        time.sleep(min(0.1 * 2**attempt, 2.0))
+    raise SyncConflict("the document read back does not match what was written")

@@ -1,0 +1,58 @@
+"""sync(target): make one IAM target match the grants the database wants, then verify it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from service.aws.gateway import AwsGateway
+from service.core.targets import TargetKind, TargetRef
+from service.locks import Locks
+from service.operations.context import Context
+from service.operations.sync_document import sync_grants_document
+from service.operations.sync_members import sync_members
+from service.operations.sync_sessions import sync_sessions
+from service.operations.sync_state import finish, prepare
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    target_key: str
+    wrote: bool
+    hash_before: str | None
+    hash_after: str | None
+    activated: list[int] = field(default_factory=list)
+    ended: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+    gone: bool = False
+    follow_up: list[str] = field(default_factory=list)
+
+
+def sync_target(
+    ctx: Context, *, aws: AwsGateway, locks: Locks, target_key: str, verify_attempts: int = 6
+) -> SyncReport:
+    """Reconcile one target under its lock; safe to run any number of times, from any worker."""
+    ref = TargetRef.parse(target_key)
+    with locks.hold(target_key):
+        started = ctx.now()
+        snaps = prepare(ctx, target_key, started)
+        if ref.kind is TargetKind.GROUP:
+            plan = sync_members(ctx, aws.group(ref), target_key, snaps, started, verify_attempts)
+        elif ref.kind is TargetKind.ROLE_SESSIONS:
+            plan = sync_sessions(ctx, aws, ref, started, verify_attempts)
+        else:
+            plan = sync_grants_document(aws.document(ref), ref.kind, snaps, started, verify_attempts)
+        outcome = finish(ctx, target_key, snaps, plan, started)
+    report = SyncReport(target_key, plan.wrote, plan.hash_before, plan.hash_after, **outcome)
+    # Committed: now the side effects.
+    for key in report.follow_up:
+        ctx.dispatch.sync(key)
+    for grant_id in report.activated:
+        ctx.dispatch.notify("grant.active", grant_id=grant_id)
+    for grant_id in report.ended:
+        ctx.dispatch.notify("grant.ended", grant_id=grant_id)
+    for grant_id in report.failed:
+        ctx.dispatch.notify("grant.failed", grant_id=grant_id)
+    return report

@@ -1,0 +1,74 @@
+"""The composition root's product: every client and service object, built once and passed in."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from service.aws.clients import AwsClients
+from service.aws.gateway import AwsGateway
+from service.catalog import Catalog, load_catalog
+from service.locks import RedisLocks
+from service.operations.context import Context, Dispatcher
+from service.settings import Settings
+from service.store.db import make_engine, make_session_factory
+
+log = logging.getLogger(__name__)
+QUEUED_TTL = 60  # seconds a "sync already queued" flag may live if its task is lost
+
+
+class CeleryDispatcher:
+    """Sends wake-ups to workers; one queued sync per target at a time (later changes ride along)."""
+
+    def __init__(self, celery_app: Any, redis_client: Any):
+        self.celery, self.redis = celery_app, redis_client
+
+    def sync(self, target_key: str, *, force: bool = False) -> None:
+        try:
+            if force or self.redis.set(f"keyturn:queued:{target_key}", "1", nx=True, ex=QUEUED_TTL):
+                self.celery.send_task("keyturn.sync_target", args=[target_key])
+        except Exception:
+            # The change is committed and its target marked dirty: the sweeper re-sends the wake-up.
+            log.exception("could not enqueue sync", extra={"target": target_key})
+
+    def clear_queued(self, target_key: str) -> None:
+        self.redis.delete(f"keyturn:queued:{target_key}")
+
+    def notify(self, event: str, **ids: Any) -> None:
+        try:
+            self.celery.send_task("keyturn.notify", args=[event], kwargs=ids)
+        except Exception:
+            log.exception("could not enqueue notification", extra={"event": event})
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    catalog: Catalog
+    ctx: Context
+    aws: AwsGateway
+    locks: RedisLocks
+    redis: Any
+    engine: Any
+
+
+def build_runtime(settings: Settings, *, celery_app: Any | None = None, dispatch: Dispatcher | None = None,
+                  catalog: Catalog | None = None) -> Runtime:
+    """Build clients once. Raises CatalogError on an invalid catalogue: the service refuses to start."""
+    catalog = catalog or load_catalog(settings.catalog_path)
+    engine = make_engine(settings.database_url)
+    store = make_session_factory(engine)
+    redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    if dispatch is None:
+        if celery_app is None:
+            raise ValueError("give a celery_app or a dispatcher")
+        dispatch = CeleryDispatcher(celery_app, redis_client)
+    managers = {a.id: a.manager_role_arn for a in catalog.accounts.values() if a.manager_role_arn}
+    aws = AwsGateway(AwsClients(manager_roles=managers), trust_policy_max_chars=catalog.trust_policy_max_chars)
+    locks = RedisLocks(redis_client, timeout=settings.lock_timeout.total_seconds())
+    ctx = Context(store=store, catalog=catalog, dispatch=dispatch)
+    return Runtime(settings=settings, catalog=catalog, ctx=ctx, aws=aws, locks=locks, redis=redis_client,
+                   engine=engine)

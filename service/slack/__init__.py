@@ -1,0 +1,1 @@
+"""Slack: the Bolt app, one listener module per surface, Block Kit views and the notifier."""

@@ -1,0 +1,111 @@
+"""The /access slash command and the request form it opens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import App
+from sqlalchemy import select
+
+from service.core.durations import DurationError, parse_duration
+from service.core.rules import MESSAGES, Reason
+from service.core.states import LIVE_GRANT_STATES, RequestState
+from service.operations.context import Context, Refused
+from service.operations.request_access import request_access
+from service.slack import views
+from service.slack.text import esc, seconds, slack_date
+from service.store.models import AccessRequest, Grant
+
+
+def register(app: App) -> None:
+    app.command("/access")(access_command)
+    app.view("request_access")(request_form_submitted)
+
+
+def access_command(ack: Any, command: dict[str, Any], context: Any, client: Any) -> None:
+    """/access: a form with no arguments, else file directly, `list` or `help`."""
+    ctx: Context = context["keyturn"]
+    user: str = context["actor_id"]
+    text = (command.get("text") or "").strip()
+    if not text:
+        if not ctx.catalog.roles_for(user):
+            # Slack rejects a role picker without options: say why instead of failing to open it.
+            ack(response_type="ephemeral", text=MESSAGES[Reason.NO_PRINCIPAL])
+            return
+        ack()
+        client.views_open(trigger_id=command["trigger_id"], view=views.request_modal(ctx.catalog, user))
+        return
+    word = text.split()[0].lower()
+    if word == "help":
+        ack(response_type="ephemeral", text=views.HELP)
+        return
+    if word == "list":
+        ack(response_type="ephemeral", text=list_text(ctx, user))
+        return
+    role_id, duration, reason = parse_text(ctx, user, text)
+    filed = request_access(ctx, requester=user, role_id=role_id, duration=duration, reason=reason,
+                           team_id=context["team_id"])
+    state = "approved" if filed.state is RequestState.APPROVED else "sent to the approvers"
+    ack(response_type="ephemeral", text=f"Request #{filed.request_id} for `{esc(role_id)}` is {state}.")
+
+
+def parse_text(ctx: Context, user: str, text: str) -> tuple[str, Any, str | None]:
+    """`ROLE DURATION REASON…`; errors say what is allowed."""
+    parts = text.split(maxsplit=2)
+    role_id = parts[0]
+    role = ctx.catalog.role(role_id)
+    if role is None:
+        allowed = ", ".join(f"`{r.id}`" for r in ctx.catalog.roles_for(user)) or "none"
+        raise Refused(Reason.UNKNOWN_ROLE, f"There is no role `{esc(role_id)}`. Roles you can request: {allowed}.")
+    if len(parts) < 2:
+        raise Refused(Reason.DURATION_NOT_POSITIVE,
+                      f"Say how long, e.g. `/access {role.id} 1h fixing INC-123` "
+                      f"(at most {seconds(int(role.max_duration.total_seconds()))}).")
+    try:
+        duration = parse_duration(parts[1])
+    except DurationError as exc:
+        raise Refused(Reason.DURATION_NOT_POSITIVE,
+                      f"`{esc(parts[1])}` is not a duration: write 30m, 2h or 1d "
+                      f"(at most {seconds(int(role.max_duration.total_seconds()))} for {role.id}).") from exc
+    return role_id, duration, parts[2] if len(parts) > 2 else None
+
+
+def list_text(ctx: Context, user: str) -> str:
+    with ctx.store() as session:
+        pending = session.execute(select(AccessRequest).where(
+            AccessRequest.requester == user, AccessRequest.state == RequestState.PENDING.value)).scalars().all()
+        active = session.execute(select(Grant).where(
+            Grant.requester == user, Grant.state.in_([s.value for s in LIVE_GRANT_STATES]))).scalars().all()
+    lines = ["*Active access*"]
+    lines += [f"• `{g.role_id}` until {slack_date(g.expires_at)} (grant {g.id})" for g in active] or ["_none_"]
+    lines.append("*Pending requests*")
+    lines += [f"• #{r.id} `{r.role_id}` for {seconds(r.duration_seconds)}" for r in pending] or ["_none_"]
+    return "\n".join(lines)
+
+
+def _value(state: dict[str, Any], block: str) -> str | None:
+    element = (state.get(block) or {}).get(block) or {}
+    if element.get("type") == "static_select" or "selected_option" in element:
+        return (element.get("selected_option") or {}).get("value")
+    return element.get("value")
+
+
+def request_form_submitted(ack: Any, view: dict[str, Any], context: Any) -> None:
+    """The /access form: errors go back into the form next to the field."""
+    ctx: Context = context["keyturn"]
+    state = view["state"]["values"]
+    role_id, raw, reason, ticket = (_value(state, b) for b in ("role", "duration", "reason", "ticket"))
+    try:
+        duration = parse_duration(raw or "")
+    except DurationError as exc:
+        ack(response_action="errors", errors={"duration": str(exc)})
+        return
+    try:
+        request_access(ctx, requester=context["actor_id"], role_id=role_id or "", duration=duration, reason=reason,
+                       ticket=ticket, team_id=context["team_id"])
+    except Refused as exc:
+        field = {Reason.REASON_REQUIRED: "reason", Reason.DURATION_TOO_LONG: "duration",
+                 Reason.DURATION_NOT_POSITIVE: "duration"}.get(exc.reason, "role")
+        ack(response_action="errors", errors={field: str(exc)})
+        return
+    ack()

@@ -1,0 +1,72 @@
+"""The requester's buttons: "I'm done", "Extend", and "Request again" from App Home."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from slack_bolt import App
+
+from service.core.durations import DurationError, parse_duration
+from service.core.rules import Reason
+from service.operations.context import Context, Refused
+from service.operations.request_access import request_access
+from service.operations.revoke_grant import revoke_grant
+from service.slack import views
+from service.store.models import Grant
+
+
+def register(app: App) -> None:
+    app.action("revoke_grant")(done_clicked)
+    app.action("extend_grant")(extend_clicked)
+    app.view("extend_grant")(extend_submitted)
+    app.action("request_again")(request_again_clicked)
+
+
+def done_clicked(ack: Any, body: dict[str, Any], context: Any, respond: Any) -> None:
+    """"I'm done": end the access now; the DM confirms once IAM no longer has it."""
+    ack()
+    revoke_grant(context["keyturn"], grant_id=int(body["actions"][0]["value"]), actor_id=context["actor_id"])
+    if body.get("response_url"):
+        respond(text="Removing your access now; I'll confirm when it is gone.", response_type="ephemeral",
+                replace_original=False)
+
+
+def extend_clicked(ack: Any, body: dict[str, Any], client: Any) -> None:
+    """Extend: a new approval for more time, within the role's maximum."""
+    ack()
+    grant_id = int(body["actions"][0]["value"])
+    client.views_open(trigger_id=body["trigger_id"], view=views.reason_modal(
+        "extend_grant", "Extend access", "Why do you need more time?", {"grant_id": grant_id}, duration=True))
+
+
+def extend_submitted(ack: Any, view: dict[str, Any], context: Any) -> None:
+    """File the extension; when approved the expiry moves and access never blinks."""
+    ctx: Context = context["keyturn"]
+    values = view["state"]["values"]
+    raw = ((values.get("duration") or {}).get("duration") or {}).get("value") or ""
+    reason = ((values.get("reason") or {}).get("reason") or {}).get("value")
+    grant_id = int(json.loads(view["private_metadata"])["grant_id"])
+    try:
+        duration = parse_duration(raw)
+    except DurationError as exc:
+        ack(response_action="errors", errors={"duration": str(exc)})
+        return
+    with ctx.store() as session:
+        grant = session.get(Grant, grant_id)
+        role_id = grant.role_id if grant else ""
+    try:
+        request_access(ctx, requester=context["actor_id"], role_id=role_id, duration=duration, reason=reason,
+                       team_id=context["team_id"], extends_grant_id=grant_id)
+    except Refused as exc:
+        field = "duration" if exc.reason in (Reason.DURATION_TOO_LONG, Reason.DURATION_NOT_POSITIVE) else "reason"
+        ack(response_action="errors", errors={field: str(exc)})
+        return
+    ack()
+
+
+def request_again_clicked(ack: Any, body: dict[str, Any], context: Any, client: Any) -> None:
+    """Open the request form with the role already picked."""
+    ack()
+    client.views_open(trigger_id=body["trigger_id"], view=views.request_modal(
+        context["keyturn"].catalog, context["actor_id"], body["actions"][0]["value"]))

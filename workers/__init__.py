@@ -1,0 +1,1 @@
+"""Celery: the app, thin tasks that call service functions, and the beat schedule."""

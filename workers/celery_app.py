@@ -1,0 +1,52 @@
+"""celery_init_app, after Flask's own Celery pattern: tasks run inside the Flask app context."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask
+
+from service.settings import Settings
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    from workers import tasks
+
+    return {
+        "broker_url": settings.redis_url,
+        "task_ignore_result": True,
+        # Idempotent tasks, acknowledged only when done: a killed worker's task is redelivered.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": 120,
+        "task_soft_time_limit": 90,
+        "timezone": "UTC",
+        "enable_utc": True,
+        "broker_connection_retry_on_startup": True,
+        # Keep the JSON logging create_app configured instead of Celery's own root handler.
+        "worker_hijack_root_logger": False,
+        # Unacked tasks come back after this; expiry never rides on an ETA, the sweeper owns it.
+        "broker_transport_options": {"visibility_timeout": 300},
+        "beat_schedule": {
+            tasks.sweep.name: {"task": tasks.sweep.name, "schedule": settings.sweep_interval.total_seconds()},
+            tasks.reconcile_all.name: {
+                "task": tasks.reconcile_all.name,
+                "schedule": settings.reconcile_interval.total_seconds(),
+            },
+        },
+    }
+
+
+def celery_init_app(app: Flask, settings: Settings) -> Celery:
+    class FlaskTask(Task):
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.config_from_object(celery_config(settings))
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    return celery_app
