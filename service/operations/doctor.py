@@ -23,10 +23,9 @@ from service.aws.documents import INLINE_POLICY_NAME, SESSIONS_POLICY_NAME
 from service.aws.errors import is_not_found
 from service.catalog.model import Catalog, Role, Strategy
 from service.core.durations import format_duration
-from service.core.targets import Principal, TargetError, TargetKind, TargetRef, parse_principal
+from service.core.targets import TargetKind, TargetRef
 from service.operations.doctor_checks import (
     ACCOUNTS,
-    ASSUME,
     PRINCIPALS,
     SWITCH_ROLE_MAX,
     CheckResult,
@@ -34,23 +33,22 @@ from service.operations.doctor_checks import (
     Env,
     Named,
     Status,
-    Verdict,
     action_of,
     as_document,
     assume_snippet,
-    boundary_document,
     check_accounts,
     check_principals,
     describe,
     evaluate,
-    identity_policies,
     is_denied,
-    lookup_principal,
-    owner_policies,
     paginate,
     statements,
-    trust_snippet,
-    trusts,
+)
+from service.operations.doctor_source import (
+    check_principal_kinds,
+    check_source_assume,
+    check_trust_source,
+    users_by_account,
 )
 
 __all__ = ["ACCOUNTS", "PRINCIPALS", "CheckResult", "Named", "Status", "evaluate", "exit_code", "render_json",
@@ -82,13 +80,6 @@ def _safe(role_id: str, check: str, fn: Callable[[], list[CheckResult]]) -> list
     except Exception as exc:
         return [CheckResult(role_id, check, Status.FAIL, f"the check could not run: {describe(exc)}",
                             "fix the error above and run keyturn doctor again")]
-
-
-def _users_by_account(env: Env) -> dict[str, list[Principal]]:
-    out: dict[str, list[Principal]] = {}
-    for user in env.users():
-        out.setdefault(user.account, []).append(user)
-    return out
 
 
 # ---- the role itself -----------------------------------------------------------------------------
@@ -216,7 +207,7 @@ def check_manager_read(env: Env, role: Role, group_arns: dict[str, str]) -> list
             iam.get_role_policy, RoleName=role.role_name, PolicyName=SESSIONS_POLICY_NAME)
     unmanaged = []
     if role.strategy is not Strategy.TRUST_POLICY:
-        for account, users in sorted(_users_by_account(env).items()):
+        for account, users in sorted(users_by_account(env).items()):
             if not env.managed(account):
                 unmanaged.append(account)
                 continue
@@ -376,126 +367,6 @@ def probe_trust_write(env: Env, role: Role) -> CheckResult:
                        "simulate_principal_policy unavailable; iam:UpdateAssumeRolePolicy proved by rewriting the "
                        "unchanged trust policy (iam:PutRolePolicy / iam:DeleteRolePolicy for the session deny not "
                        "verifiable here)")
-
-
-# ---- who can come in -----------------------------------------------------------------------------
-def check_principal_kinds(env: Env, role: Role) -> list[CheckResult]:
-    """group_membership and inline_policy serve IAM users only."""
-    if role.strategy is Strategy.TRUST_POLICY:
-        return []
-    roles = [arn for arn in env.principals() if ":role/" in arn]
-    if not env.users():
-        return [CheckResult(role.id, "principal-kind", Status.WARN,
-                            f"no IAM user among the principals: nobody can be given {role.id} ({role.strategy.value} "
-                            "needs IAM users)", "map Slack users to IAM user ARNs in principals")]
-    if roles:
-        return [CheckResult(role.id, "principal-kind", Status.WARN,
-                            f"{', '.join(roles)} cannot be given {role.id}: {role.strategy.value} needs IAM users",
-                            "use strategy trust_policy for role principals")]
-    return []
-
-
-def check_trust_source(env: Env, role: Role, trust: dict[str, Any]) -> list[CheckResult]:
-    """group_membership / inline_policy: the role must trust the people's accounts (Keyturn does not write it)."""
-    if role.strategy is Strategy.TRUST_POLICY:
-        return []  # Keyturn writes the trust statements itself
-    users = env.users()
-    if not users:
-        return []
-    shut_out = [u for u in users if not trusts(trust, u)]
-    if not shut_out:
-        accounts = sorted({u.account for u in users})
-        return [CheckResult(role.id, "trust-source", Status.OK,
-                            f"the trust policy lets in the principals' account(s) {', '.join(accounts)}")]
-    accounts = sorted({u.account for u in shut_out})
-    return [CheckResult(role.id, "trust-source", Status.FAIL,
-                        "the trust policy does not let in " + ", ".join(u.arn for u in shut_out),
-                        "add to the role's trust policy: " + " ".join(trust_snippet(a) for a in accounts))]
-
-
-def check_source_assume(env: Env, role: Role) -> list[CheckResult]:
-    if role.strategy is Strategy.TRUST_POLICY:
-        return [row for arn in env.principals() for row in _principal_may_assume(env, role, arn)]
-    if role.strategy is Strategy.GROUP_MEMBERSHIP and role.group:
-        return [_group_may_assume(env, role, account) for account in sorted(_users_by_account(env))]
-    return []  # inline_policy: Keyturn writes the allow itself
-
-
-def _principal_may_assume(env: Env, role: Role, arn: str) -> list[CheckResult]:
-    try:
-        principal = parse_principal(arn)
-    except TargetError:
-        return []  # principal-exists reports it
-    subject = f"{principal.kind} {arn}"
-    if principal.account == role.account:
-        return [CheckResult(role.id, "source-assume", Status.OK,
-                            f"{subject}: same account as the role, the trust policy alone lets it in")]
-    if not env.managed(principal.account):
-        return [CheckResult(role.id, "source-assume", Status.WARN,
-                            f"{subject}: account {principal.account} not managed, cannot check",
-                            f"make sure it may call sts:AssumeRole on {role.arn}: {assume_snippet(role.arn)}")]
-    iam = env.iam(principal.account)
-    try:
-        if lookup_principal(env, principal) is None:
-            return []  # principal-exists reports it
-        policies = identity_policies(env, iam, principal)
-        boundary = boundary_document(env, iam, principal)
-    except Exception as exc:
-        if not is_denied(exc):
-            raise
-        return [CheckResult(role.id, "source-assume", Status.WARN,
-                            f"{subject}: cannot read its policies ({action_of(exc)} denied)",
-                            f"allow Keyturn to read IAM in account {principal.account}, or check by hand")]
-    variables = {"aws:username": principal.name} if principal.kind == "user" else {}
-    where = f"{principal.kind} {principal.name} (or one of its groups)" if principal.kind == "user" \
-        else f"role {principal.name}"
-    return [judge(role, subject, evaluate(policies, ASSUME, role.arn, variables),
-                  evaluate([boundary], ASSUME, role.arn, variables) if boundary else None, where)]
-
-
-def _group_may_assume(env: Env, role: Role, account: str) -> CheckResult:
-    group = str(role.group)
-    subject = f"group {group} in {account}"
-    if not env.managed(account):
-        return CheckResult(role.id, "source-assume", Status.WARN, f"{subject}: account not managed, cannot check",
-                           f"give the group a policy allowing sts:AssumeRole: {assume_snippet(role.arn)}")
-    try:
-        policies = owner_policies(env, env.iam(account), "group", group)
-    except Exception as exc:
-        if is_not_found(exc):
-            return CheckResult(role.id, "source-assume", Status.FAIL, f"{subject}: the group does not exist",
-                               "see group-exists")
-        if not is_denied(exc):
-            raise
-        return CheckResult(role.id, "source-assume", Status.WARN,
-                           f"{subject}: cannot read its policies ({action_of(exc)} denied)", "check by hand")
-    return judge(role, subject, evaluate(policies, ASSUME, role.arn), None, f"group {group} in account {account}")
-
-
-def judge(role: Role, subject: str, verdict: Verdict, boundary: Verdict | None, attach_to: str) -> CheckResult:
-    """What an identity-policy verdict means for sts:AssumeRole on the role."""
-    if verdict.denied_by:
-        return CheckResult(role.id, "source-assume", Status.FAIL,
-                           f"{subject}: sts:AssumeRole on {role.arn} is explicitly denied by "
-                           + ", ".join(verdict.denied_by), "remove or narrow that Deny")
-    if not verdict.allowed_by:
-        return CheckResult(role.id, "source-assume", Status.FAIL,
-                           f"{subject}: no policy allows sts:AssumeRole on {role.arn}",
-                           f"attach to {attach_to}: {assume_snippet(role.arn)}")
-    if boundary is not None and (boundary.denied_by or not boundary.allowed_by):
-        return CheckResult(role.id, "source-assume", Status.FAIL,
-                           f"{subject}: allowed by {', '.join(verdict.allowed_by)}, but its permissions boundary "
-                           f"does not allow sts:AssumeRole on {role.arn}",
-                           f"add to the boundary policy: {assume_snippet(role.arn)}")
-    detail = f"{subject}: allowed by {', '.join(verdict.allowed_by)}"
-    if verdict.conditional_allow:
-        detail += " (under conditions, not evaluated here)"
-    maybe = verdict.maybe_denied_by + (boundary.maybe_denied_by if boundary else ())
-    if maybe:
-        return CheckResult(role.id, "source-assume", Status.WARN,
-                           f"{detail}; a Deny with conditions in {', '.join(maybe)} may still apply",
-                           "check that Deny's conditions by hand")
-    return CheckResult(role.id, "source-assume", Status.OK, detail)
 
 
 # ---- output --------------------------------------------------------------------------------------
