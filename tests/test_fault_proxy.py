@@ -164,3 +164,44 @@ def test_counts_are_thread_safe(proxy: FaultProxy, direct: Any) -> None:
         list(pool.map(hammer, clients))
     assert proxy.count("GetRole") == 40
     assert len(proxy.seen()) == 40
+
+
+def test_hold_response_forwards_at_once_then_holds_the_answer(proxy: FaultProxy, direct: Any) -> None:
+    proxy.hold_response("UpdateAssumeRolePolicy", seconds=60)
+    with ThreadPoolExecutor(1) as pool:
+        call = pool.submit(via(proxy).update_assume_role_policy, RoleName=ROLE, PolicyDocument=trust("Applied"))
+        proxy.wait_for("UpdateAssumeRolePolicy", timeout=10)  # recorded once moto has answered
+        assert sids(direct) == ["Applied"]  # IAM did the write…
+        assert not call.done()  # …and the caller has not heard back
+        proxy.release()
+        call.result(timeout=10)
+    assert [s.outcome for s in proxy.seen("UpdateAssumeRolePolicy")] == ["forwarded+held"]
+    via(proxy).update_assume_role_policy(RoleName=ROLE, PolicyDocument=trust("Next"))  # only once
+    assert [s.outcome for s in proxy.seen("UpdateAssumeRolePolicy")] == ["forwarded+held", "forwarded"]
+
+
+def test_stale_read_serves_the_pre_write_document_after_a_write(proxy: FaultProxy, direct: Any) -> None:
+    iam = via(proxy)
+    proxy.stale_read("UpdateAssumeRolePolicy", "GetRole", times=2)
+    assert sids(iam) == ["Seed"]  # a read before the write: what a stale read will show
+    assert sids(iam) == ["Seed"]  # armed, but nothing is stale before a write goes through
+    iam.update_assume_role_policy(RoleName=ROLE, PolicyDocument=trust("Written"))
+    assert sids(direct) == ["Written"]  # IAM has it
+    assert sids(iam) == ["Seed"] and sids(iam) == ["Seed"]  # two reads through the proxy lag behind
+    assert sids(iam) == ["Written"]  # then the truth
+    assert [s.outcome for s in proxy.seen("GetRole")] == ["forwarded"] * 2 + ["stale"] * 2 + ["forwarded"]
+    iam.update_assume_role_policy(RoleName=ROLE, PolicyDocument=trust("Again"))  # armed once only
+    assert sids(iam) == ["Again"]
+
+
+def test_stale_read_is_per_resource(proxy: FaultProxy, direct: Any) -> None:
+    direct.create_role(RoleName="Other", AssumeRolePolicyDocument=trust("OtherSeed"))
+    iam = via(proxy)
+    iam.get_role(RoleName=ROLE)
+    iam.get_role(RoleName="Other")
+    proxy.stale_read("UpdateAssumeRolePolicy", "GetRole")
+    iam.update_assume_role_policy(RoleName=ROLE, PolicyDocument=trust("Written"))
+    other = iam.get_role(RoleName="Other")["Role"]["AssumeRolePolicyDocument"]["Statement"]
+    assert [s["Sid"] for s in other] == ["OtherSeed"]  # another role's read is not the stale one
+    assert sids(iam) == ["Seed"]  # this role's next read is
+    assert proxy.count("GetRole", "stale") == 1

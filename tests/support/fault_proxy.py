@@ -9,7 +9,11 @@ consumed first-in first-out, each for a number of requests (`times`, None = fore
 - `fail(action, status=500|503)`: answer a server error without forwarding;
 - `drop_response(action)`: forward, then close the connection without answering
   (a write that succeeded but whose response was lost);
-- `rate_limit(action, per_second)`: forward at most N per rolling second, throttle beyond.
+- `rate_limit(action, per_second)`: forward at most N per rolling second, throttle beyond;
+- `hold_response(action, seconds)`: forward at once, then hold the answer (a write IAM applied whose
+  caller has not heard back yet: kill the caller now and the write is done but never recorded);
+- `stale_read(write, read, times)`: after a `write` passes, answer the next `times` `read`s of the same
+  resource with the response the last forwarded `read` got before the write (IAM's eventual consistency).
 
 Everything is counted and every request body is recorded per action, thread-safely.
 """
@@ -43,7 +47,7 @@ def error_xml(code: str, kind: str, message: str) -> bytes:
 
 @dataclass
 class Fault:
-    kind: str  # hold | throttle | fail | drop
+    kind: str  # hold | throttle | fail | drop | hold_response | stale
     times: int | None = 1
     seconds: float = 0.0
     status: int = 500
@@ -56,7 +60,7 @@ class Seen:
     action: str
     body: str
     params: dict[str, list[str]]
-    outcome: str  # forwarded | held+forwarded | throttled | failed-500 | dropped | rate-limited
+    outcome: str  # forwarded | held+forwarded | forwarded+held | throttled | failed-500 | dropped | stale | …
 
 
 class FaultProxy:
@@ -68,6 +72,11 @@ class FaultProxy:
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
         self._rates: dict[str, tuple[int, deque[float]]] = {}
         self._seen: list[Seen] = []
+        # stale reads: (read action, resource) -> the last forwarded answer; answers armed to be served
+        self._last_read: dict[tuple[str, str], tuple[int, str, list[tuple[str, str]], bytes]] = {}
+        self._stale_armed: dict[str, list[tuple[str, int]]] = defaultdict(list)  # write -> [(read, times)]
+        self._stale_due: dict[tuple[str, str], deque[tuple[int, str, list[tuple[str, str]], bytes]]] = \
+            defaultdict(deque)
         self._release = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -137,6 +146,14 @@ class FaultProxy:
     def drop_response(self, action: str, times: int | None = 1) -> None:
         self._add(action, Fault("drop", times))
 
+    def hold_response(self, action: str, seconds: float, times: int | None = 1) -> None:
+        self._add(action, Fault("hold_response", times, seconds=seconds))
+
+    def stale_read(self, write: str = "UpdateAssumeRolePolicy", read: str = "GetRole", times: int = 1) -> None:
+        """Arm once: the next `write` makes the following `times` `read`s of its resource see the old answer."""
+        with self._lock:
+            self._stale_armed[write].append((read, times))
+
     def rate_limit(self, action: str, per_second: int) -> None:
         with self._lock:
             self._rates[action] = (per_second, deque())
@@ -146,6 +163,8 @@ class FaultProxy:
         with self._lock:
             self._faults.clear()
             self._rates.clear()
+            self._stale_armed.clear()
+            self._stale_due.clear()
 
     # ---- what happened -----------------------------------------------------------------------------
     def count(self, action: str, outcome: str | None = None) -> int:
@@ -211,6 +230,11 @@ class FaultProxy:
         params = parse_qs(body, keep_blank_values=True)
         query = parse_qs(urlsplit(req.path).query)
         action = (params.get("Action") or query.get("Action") or [""])[0]
+        resource = _resource(params)
+        stale = self._take_stale(action, resource)
+        if stale is not None:
+            self._record(action, body, params, "stale")
+            return self._answer(req, *stale)
         fault = self._take(action)
         if fault is None and self._over_rate(action):
             self._record(action, body, params, "rate-limited")
@@ -224,6 +248,9 @@ class FaultProxy:
         if fault.kind == "fail":
             self._record(action, body, params, f"failed-{fault.status}")
             return self._answer_error(req, fault.status)
+        if fault.kind == "hold_response":
+            # recorded once upstream has answered: a count of it means the write is done in IAM
+            return self._forward(req, raw, hold=fault.seconds, seen=Seen(action, body, params, "forwarded+held"))
         if fault.kind == "hold":
             self._record(action, body, params, "held+forwarded")  # recorded on arrival, before the wait
             with self._lock:
@@ -242,7 +269,34 @@ class FaultProxy:
         req.end_headers()
         req.wfile.write(payload)
 
-    def _forward(self, req: BaseHTTPRequestHandler, raw: bytes, drop: bool = False) -> None:
+    def _take_stale(self, action: str, resource: str) -> tuple[int, str, list[tuple[str, str]], bytes] | None:
+        with self._lock:
+            due = self._stale_due.get((action, resource))
+            return due.popleft() if due else None
+
+    def _arm_stale(self, action: str, resource: str) -> None:
+        """A write passing with a stale read armed: queue the pre-write answer of its resource's read."""
+        with self._lock:
+            armed = self._stale_armed.get(action)
+            old = self._last_read.get((armed[0][0], resource)) if armed else None
+            if not armed or old is None:
+                return  # nothing armed, or no earlier read to serve: stays armed for the next write
+            read, times = armed.pop(0)
+            self._stale_due[(read, resource)].extend([old] * times)
+
+    def _answer(self, req: BaseHTTPRequestHandler, status: int, reason: str, headers: list[tuple[str, str]],
+                payload: bytes) -> None:
+        req.send_response(status, reason)
+        for name, value in headers:
+            if name.lower() not in HOP_BY_HOP | {"server", "date"}:
+                req.send_header(name, value)
+        req.send_header("Content-Length", str(len(payload)))
+        req.end_headers()
+        if req.command != "HEAD":
+            req.wfile.write(payload)
+
+    def _forward(self, req: BaseHTTPRequestHandler, raw: bytes, drop: bool = False, hold: float = 0.0,
+                 seen: Seen | None = None) -> None:
         conn = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=60)
         try:
             headers = {k: v for k, v in req.headers.items() if k.lower() not in HOP_BY_HOP}
@@ -253,20 +307,31 @@ class FaultProxy:
             status, reason, out_headers = resp.status, resp.reason, resp.getheaders()
         finally:
             conn.close()
+        params = parse_qs(raw.decode("utf-8", errors="replace"), keep_blank_values=True)
+        if status == 200 and params.get("Action"):
+            self._arm_stale(params["Action"][0], _resource(params))  # a write went through: arm first
+            with self._lock:
+                self._last_read[(params["Action"][0], _resource(params))] = (status, reason, out_headers, payload)
+        if seen is not None:
+            self._record(seen.action, seen.body, seen.params, seen.outcome)
+        if hold:
+            with self._lock:
+                release = self._release
+            release.wait(hold)
         if drop:
             # The upstream did the work; the caller never hears about it.
             req.close_connection = True
             with _suppress_socket_errors():
                 req.connection.shutdown(socket.SHUT_RDWR)
             return
-        req.send_response(status, reason)
-        for name, value in out_headers:
-            if name.lower() not in HOP_BY_HOP | {"server", "date"}:
-                req.send_header(name, value)
-        req.send_header("Content-Length", str(len(payload)))
-        req.end_headers()
-        if req.command != "HEAD":
-            req.wfile.write(payload)
+        with _suppress_socket_errors():  # a held answer's caller may be dead by now
+            self._answer(req, status, reason, out_headers, payload)
+
+
+def _resource(params: dict[str, list[str]]) -> str:
+    """Which resource a request names: its parameters but the action, version and document."""
+    skip = {"Action", "Version", "PolicyDocument"}
+    return "&".join(f"{k}={v[0]}" for k, v in sorted(params.items()) if k not in skip and v)
 
 
 @contextmanager
