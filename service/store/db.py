@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,9 @@ from typing import Any
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+PENDING_AUDIT_LOGS = "keyturn_pending_audit_logs"
+audit_log = logging.getLogger("keyturn.audit")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -41,7 +45,22 @@ def make_engine(url: str) -> Engine:
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    event.listen(factory, "after_commit", _log_committed_audits)
+    event.listen(factory, "after_rollback", _drop_pending_audits)
+    return factory
+
+
+def _log_committed_audits(session: Session) -> None:
+    """One structured log line per audit event, only once its transaction is committed (never a rolled-back one)."""
+    from service.logs import request_id_var  # the HTTP request (if any) that made the change
+
+    for fields in session.info.pop(PENDING_AUDIT_LOGS, []):
+        audit_log.info(fields.pop("action"), extra={**fields, "request_id": request_id_var.get()})
+
+
+def _drop_pending_audits(session: Session) -> None:
+    session.info.pop(PENDING_AUDIT_LOGS, None)
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from service.core.states import (
     can_grant_move,
     can_request_move,
 )
+from service.store.db import PENDING_AUDIT_LOGS
 from service.store.models import AccessRequest, AuditEvent, Grant, Target
 
 
@@ -41,6 +42,10 @@ def audit(
         hash_before=hash_before, hash_after=hash_after, detail={k: v for k, v in detail.items() if v is not None},
     )
     session.add(event)
+    # Logged by the session factory after commit: the log never shows a transition that was rolled back.
+    session.info.setdefault(PENDING_AUDIT_LOGS, []).append({
+        "action": action, "actor": actor, "access_request_id": request_id, "grant_id": grant_id,
+        "target": target_key, "hash_before": hash_before, "hash_after": hash_after})
     return event
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ class ApiWorld:
         self.runtime.engine.dispose()
 
 
-def make_api(db_url: str, tmp_path: Path) -> ApiWorld:
+def make_api(db_url: str, tmp_path: Path, *, redis_url: str | None = None) -> ApiWorld:
     """create_app on a migrated database, with a RecordingDispatcher instead of Celery."""
     from service.app import create_app
     from service.operations.context import RecordingDispatcher
@@ -76,6 +76,8 @@ def make_api(db_url: str, tmp_path: Path) -> ApiWorld:
     catalog.write_text(CATALOG)
     migrate(db_url)
     settings = Settings(database_url=db_url, catalog_path=catalog, api_tokens=dict(TOKENS))
+    if redis_url:
+        settings = replace(settings, redis_url=redis_url)
     dispatch = RecordingDispatcher()
     runtime = build_runtime(settings, dispatch=dispatch)
     return ApiWorld(create_app(settings, runtime=runtime), runtime, dispatch)
