@@ -263,3 +263,7 @@ def doctor(fmt: str, no_write_probe: bool) -> None:
     sys.exit(exit_code(results))
 
 
+
+
+if __name__ == "__main__":
+    main()
