@@ -7,6 +7,7 @@ consumed first-in first-out, each for a number of requests (`times`, None = fore
 - `hold(action, seconds)`: wait, then forward (a slow or stuck call in flight); `release()` ends holds early;
 - `throttle(action)`: answer IAM's `Throttling` error (HTTP 400) without forwarding;
 - `fail(action, status=500|503)`: answer a server error without forwarding;
+- `error(action, code, status)`: answer any AWS error code without forwarding (e.g. `AccessDenied`, 403);
 - `drop_response(action)`: forward, then close the connection without answering
   (a write that succeeded but whose response was lost);
 - `rate_limit(action, per_second)`: forward at most N per rolling second, throttle beyond;
@@ -51,6 +52,7 @@ class Fault:
     times: int | None = 1
     seconds: float = 0.0
     status: int = 500
+    code: str = ""  # the AWS error code of an `error` fault
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,10 @@ class FaultProxy:
         if status not in (500, 503):
             raise ValueError("fail() answers 500 or 503")
         self._add(action, Fault("fail", times, status=status))
+
+    def error(self, action: str, code: str, status: int = 403, times: int | None = 1) -> None:
+        """Answer the AWS error `code` with HTTP `status` (a client error unless status >= 500)."""
+        self._add(action, Fault("error", times, status=status, code=code))
 
     def drop_response(self, action: str, times: int | None = 1) -> None:
         self._add(action, Fault("drop", times))
@@ -248,6 +254,10 @@ class FaultProxy:
         if fault.kind == "fail":
             self._record(action, body, params, f"failed-{fault.status}")
             return self._answer_error(req, fault.status)
+        if fault.kind == "error":
+            self._record(action, body, params, f"error-{fault.code}")
+            kind = "Receiver" if fault.status >= 500 else "Sender"
+            return self._answer_error(req, (fault.status, kind, fault.code, f"injected {fault.code}"))
         if fault.kind == "hold_response":
             # recorded once upstream has answered: a count of it means the write is done in IAM
             return self._forward(req, raw, hold=fault.seconds, seen=Seen(action, body, params, "forwarded+held"))
@@ -260,8 +270,8 @@ class FaultProxy:
         self._record(action, body, params, "dropped")
         self._forward(req, raw, drop=True)
 
-    def _answer_error(self, req: BaseHTTPRequestHandler, which: str | int) -> None:
-        status, kind, code, message = ERRORS[which]
+    def _answer_error(self, req: BaseHTTPRequestHandler, which: str | int | tuple[int, str, str, str]) -> None:
+        status, kind, code, message = which if isinstance(which, tuple) else ERRORS[which]
         payload = error_xml(code, kind, message)
         req.send_response(status)
         req.send_header("Content-Type", "text/xml")
