@@ -37,7 +37,14 @@ test: $(STAMP) services lint typecheck
 demo: $(STAMP)
 	$(VENV)/bin/keyturn demo
 
+# Benchmarks (bench/): the whole stack on this machine; writes bench/RESULTS.md. ~25 min. `$(PY) -m bench.run --quick`
+# for a short development run. Needs wrk (Debian package, installed here when missing) and py-spy (PyPI).
 bench: $(STAMP) services
+	@command -v wrk >/dev/null 2>&1 || \
+		{ echo "installing wrk (the ack benchmark's load generator)"; \
+		  (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null || \
+		  echo "WARNING: no wrk: the ack benchmark cannot run (apt-get install wrk)"; }
+	@test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q py-spy || echo "WARNING: no py-spy: no profile"
 	$(PY) -m bench.run
 
 clean:
