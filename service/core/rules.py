@@ -178,3 +178,12 @@ def may_revoke(rules: RoleRules, grant_state: GrantState, grant_requester: str, 
     if actor.user_id == grant_requester or actor.is_admin or is_approver(rules, actor):
         return Reason.OK
     return Reason.NOT_ALLOWED_TO_REVOKE
+
+
+def may_extend(grant_state: GrantState, grant_requester: str, actor: Actor) -> Reason:
+    """Asking for more time: only the grant's requester, and only while the access is live."""
+    if grant_state not in (GrantState.PROVISIONING, GrantState.ACTIVE):
+        return Reason.NOT_REVOCABLE
+    if actor.user_id != grant_requester:
+        return Reason.NOT_REQUESTER
+    return Reason.OK

@@ -113,25 +113,34 @@ def granted_message(grant: Grant, catalog: Catalog, now: datetime) -> tuple[str,
 
 
 def request_modal(catalog: Catalog, user_id: str, role_id: str | None = None) -> dict[str, Any]:
-    """The /access form: only the roles this user may request."""
+    """The /access form: only the roles this user may request; once one is picked, its bounds and rules."""
     roles = catalog.roles_for(user_id)
     options = [{"text": {"type": "plain_text", "text": f"{r.name} ({r.id})"[:75]}, "value": r.id} for r in roles]
     picker: dict[str, Any] = {"type": "static_select", "action_id": "role", "options": options[:100]}
     chosen = next((o for o in options if o["value"] == role_id), None)
+    role = catalog.role(role_id) if chosen and role_id else None
     if chosen:
         picker["initial_option"] = chosen
     longest = max((r.max_duration for r in roles), default=None)
+    if role is not None:
+        hint = f"e.g. 30m, 2h — at most {seconds(int(role.max_duration.total_seconds()))} for {role.id}"
+        initial = seconds(int(min(role.default_duration, role.max_duration).total_seconds()))
+    else:
+        hint = "e.g. 30m, 2h, 1d — at most the role's maximum" + (
+            f" (longest: {seconds(int(longest.total_seconds()))})" if longest else "")
+        initial = "1h"
     return {
         "type": "modal", "callback_id": "request_access",
         "title": {"type": "plain_text", "text": "Request access"},
         "submit": {"type": "plain_text", "text": "Request"},
         "blocks": [
-            {"type": "input", "block_id": "role", "label": {"type": "plain_text", "text": "Role"}, "element": picker},
+            # dispatch_action: picking a role re-draws the form with that role's bounds (listeners/command.py).
+            {"type": "input", "block_id": "role", "dispatch_action": True,
+             "label": {"type": "plain_text", "text": "Role"}, "element": picker},
             {"type": "input", "block_id": "duration", "label": {"type": "plain_text", "text": "Duration"},
-             "hint": {"type": "plain_text", "text": "e.g. 30m, 2h, 1d — at most the role's maximum"
-                      + (f" (longest: {seconds(int(longest.total_seconds()))})" if longest else "")},
-             "element": {"type": "plain_text_input", "action_id": "duration", "initial_value": "1h"}},
-            {"type": "input", "block_id": "reason", "optional": True,
+             "hint": {"type": "plain_text", "text": hint},
+             "element": {"type": "plain_text_input", "action_id": "duration", "initial_value": initial}},
+            {"type": "input", "block_id": "reason", "optional": not (role.require_reason if role else False),
              "label": {"type": "plain_text", "text": "Reason"},
              "element": {"type": "plain_text_input", "action_id": "reason", "multiline": True}},
             {"type": "input", "block_id": "ticket", "optional": True,

@@ -20,6 +20,7 @@ from service.store.models import AccessRequest, Grant
 def register(app: App) -> None:
     app.command("/access")(access_command)
     app.view("request_access")(request_form_submitted)
+    app.action("role")(role_picked)
 
 
 def access_command(ack: Any, command: dict[str, Any], context: Any, client: Any) -> None:
@@ -109,3 +110,11 @@ def request_form_submitted(ack: Any, view: dict[str, Any], context: Any) -> None
         ack(response_action="errors", errors={field: str(exc)})
         return
     ack()
+
+
+def role_picked(ack: Any, body: dict[str, Any], context: Any, client: Any) -> None:
+    """The form follows the picked role: its maximum, its default duration, whether a reason is required."""
+    ack()
+    picked = (body["actions"][0].get("selected_option") or {}).get("value")
+    client.views_update(view_id=body["view"]["id"], view=views.request_modal(
+        context["keyturn"].catalog, context["actor_id"], picked))

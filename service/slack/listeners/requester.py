@@ -8,7 +8,8 @@ from typing import Any
 from slack_bolt import App
 
 from service.core.durations import DurationError, parse_duration
-from service.core.rules import Reason
+from service.core.rules import Reason, may_extend
+from service.core.states import GrantState
 from service.operations.context import Context, Refused
 from service.operations.request_access import request_access
 from service.operations.revoke_grant import revoke_grant
@@ -32,10 +33,17 @@ def done_clicked(ack: Any, body: dict[str, Any], context: Any, respond: Any) -> 
                 replace_original=False)
 
 
-def extend_clicked(ack: Any, body: dict[str, Any], client: Any) -> None:
-    """Extend: a new approval for more time, within the role's maximum."""
+def extend_clicked(ack: Any, body: dict[str, Any], context: Any, client: Any) -> None:
+    """Extend: a new approval for more time, within the role's maximum; only the requester may ask."""
     ack()
+    ctx: Context = context["keyturn"]
     grant_id = int(body["actions"][0]["value"])
+    with ctx.store() as session:
+        grant = session.get(Grant, grant_id)
+        verdict = may_extend(GrantState(grant.state), grant.requester, ctx.actor(context["actor_id"])) \
+            if grant else Reason.NOT_REVOCABLE
+    if verdict is not Reason.OK:
+        raise Refused(verdict)
     client.views_open(trigger_id=body["trigger_id"], view=views.reason_modal(
         "extend_grant", "Extend access", "Why do you need more time?", {"grant_id": grant_id}, duration=True))
 
