@@ -18,6 +18,8 @@ from service.slack.text import esc, seconds, slack_date
 from service.store.models import AccessRequest, Approval, Grant, SlackMessage
 
 log = logging.getLogger(__name__)
+# The requester's own state changed: their App Home (if they look at it) must show it without a reopen.
+HOME_EVENTS = frozenset({"request.filed", "request.decided", "grant.active", "grant.ended", "grant.failed"})
 
 
 class SlackNotifier:
@@ -31,6 +33,19 @@ class SlackNotifier:
             log.info("no Slack notification for %s", event)
             return
         handler(**ids)
+        if event in HOME_EVENTS:
+            self._refresh_requester_home(ids)
+
+    def _refresh_requester_home(self, ids: dict[str, Any]) -> None:
+        """Keep an open App Home current; best effort, so a retry never re-sends the message above."""
+        try:
+            if "grant_id" in ids:
+                user = self._grant(ids["grant_id"]).requester
+            else:
+                user = self._request(ids["request_id"])[0].requester
+            self.on_home_refresh(user)
+        except Exception:
+            log.warning("could not refresh the App Home", exc_info=True, extra={**ids})
 
     # -- helpers -------------------------------------------------------------------------------
     def _request(self, request_id: int) -> tuple[AccessRequest, list[str], list[SlackMessage]]:

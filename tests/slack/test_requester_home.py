@@ -20,7 +20,7 @@ from service.localstack import seed_iam
 from service.operations.sweep import sweep
 from service.operations.sync_target import sync_target
 from service.store.models import AccessRequest, Grant
-from tests.slack.conftest import ACCOUNT, ALICE, APPR1, AUDIT_CHANNEL, BOB, CATALOG, SlackWorld, served_world
+from tests.slack.conftest import ACCOUNT, ALICE, APPR1, APPR2, AUDIT_CHANNEL, BOB, CATALOG, SlackWorld, served_world
 from tests.support.slack_fake import FakeSlack, SlackCall
 
 
@@ -248,3 +248,30 @@ def test_app_home_when_there_is_nothing(home_world: SlackWorld) -> None:
     home_world.deliver()
     text = json.dumps(home_world.fake.wait_for("views.publish").get("view")["blocks"])
     assert "_No active access._" in text and "_Nothing pending._" in text and "Recently used" not in text
+
+
+def test_an_open_app_home_follows_the_requesters_state_changes(home_world: SlackWorld) -> None:
+    """Filing, the decision and the grant's end each republish the requester's Home, never anyone else's."""
+    world = home_world
+
+    def published_for(user: str) -> list[str]:
+        return [json.dumps(c.get("view")["blocks"]) for c in world.fake.calls("views.publish")
+                if c.params["user_id"] == user]
+
+    pending = world.file("ops-admin")
+    world.deliver()
+    [home] = published_for(ALICE)
+    assert f"#{pending} *Ops admin*" in home and "_No active access._" in home
+
+    grant_id = world.approve(pending, APPR1, APPR2)
+    assert grant_id is not None
+    world.deliver()
+    latest = published_for(ALICE)[-1]
+    assert "_Nothing pending._" in latest  # the decision took it off the pending list
+    assert published_for(APPR1) == [] and published_for(APPR2) == []
+
+    # a Slack failure on the Home never fails (and so never retries, re-sending) the DM it follows
+    world.fake.reset()
+    world.fake.fail_next("views.publish", error="internal_error", times=5)
+    world.notifier.handle("request.decided", request_id=pending)
+    assert [c for c in world.fake.calls("chat.postMessage") if c.params.get("channel") == ALICE]
