@@ -49,7 +49,6 @@ def sync_grants_document(
         live = doc.read()
     except TargetGone as exc:
         return Plan(gone=True, gone_reason=str(exc))
-    build = trust_statement if kind is TargetKind.TRUST_POLICY else assume_statement
     _, live_owned = split(live)
     present = {s.get("Sid") for s in live_owned}
     orphaned = _orphaned_sids(live_owned)
@@ -61,10 +60,7 @@ def sync_grants_document(
             failed[s.id] = f"principal {s.lease_key} no longer exists in IAM"
             wanted.remove(s)
     while True:
-        leases = combine_leases(
-            (Lease(s.lease_key, s.expires_at, s.require_mfa, s.session_name) for s in wanted), now
-        )
-        owned = [build(lease) for lease in leases.values()]
+        leases, owned = owned_statements(kind, wanted, now)
         new = rebuild(live, owned)
         problem = doc.limit_problem(new)
         if problem is None:
@@ -84,6 +80,16 @@ def sync_grants_document(
     plan.failed = failed
     plan.active_keys_with_sid = {owned_sid(k): k for k in leases}
     return plan
+
+
+def owned_statements(
+    kind: TargetKind, snaps: list[GrantSnap], now: datetime
+) -> tuple[dict[str, Lease], list[Statement]]:
+    """The owned statements the database wants in a grants document: one per live lease key."""
+    build = trust_statement if kind is TargetKind.TRUST_POLICY else assume_statement
+    wanted = (s for s in snaps if s.state in LIVE_GRANT_STATES and s.expires_at > now)
+    leases = combine_leases((Lease(s.lease_key, s.expires_at, s.require_mfa, s.session_name) for s in wanted), now)
+    return leases, [build(lease) for lease in leases.values()]
 
 
 def sync_document_to(doc: PolicyDocument, owned: list[Statement], attempts: int) -> Plan:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, select
 
 from service.aws.errors import TargetGone, is_not_found
 from service.aws.gateway import AwsGateway
-from service.core.policy import SessionEnd, session_denies, session_deny_statement
+from service.core.policy import SessionEnd, Statement, session_denies, session_deny_statement
 from service.core.states import LIVE_GRANT_STATES, GrantState
 from service.core.targets import TargetRef
 from service.operations.context import Context
@@ -26,6 +27,15 @@ def sync_sessions(ctx: Context, aws: AwsGateway, ref: TargetRef, now: datetime, 
         if is_not_found(exc):
             return Plan(gone=True, gone_reason=f"role {ref.name} does not exist")
         raise
+    statements = session_deny_statements(ctx, ref, role, now)
+    try:
+        return sync_document_to(aws.document(ref), statements, attempts)
+    except TargetGone as exc:
+        return Plan(gone=True, gone_reason=str(exc))
+
+
+def session_deny_statements(ctx: Context, ref: TargetRef, role: dict[str, Any], now: datetime) -> list[Statement]:
+    """The denies the database wants on this role (`role` is IAM's GetRole answer): its desired state."""
     max_session = timedelta(seconds=int(role.get("MaxSessionDuration", 3600)))
     role_ids = [r.id for r in ctx.catalog.roles.values() if r.account == ref.account and r.role_name == ref.name]
     with ctx.store() as session:
@@ -41,8 +51,4 @@ def sync_sessions(ctx: Context, aws: AwsGateway, ref: TargetRef, now: datetime, 
         ended = min(g.expires_at, g.end_requested_at or g.expires_at)
         ends.append(SessionEnd(str(g.session_name), None if live else ended))
     denies = session_denies(ends, now, max_session)
-    statements = [session_deny_statement(role["RoleId"], name, ended) for name, ended in sorted(denies.items())]
-    try:
-        return sync_document_to(aws.document(ref), statements, attempts)
-    except TargetGone as exc:
-        return Plan(gone=True, gone_reason=str(exc))
+    return [session_deny_statement(role["RoleId"], name, ended) for name, ended in sorted(denies.items())]

@@ -114,8 +114,9 @@ def finish(
         follow_up: set[str] = set()
         for s in snaps:
             role = ctx.catalog.role(s.role_id)
-            if s.id in ended and s.session_name and role is not None:
-                # Removing the statement does not end sessions already issued: cut those too.
+            if (s.id in ended or s.id in activated) and s.session_name and role is not None:
+                # Removing the statement does not end sessions already issued: cut those too. A new grant
+                # lifts that person's cut (session_denies keeps none for someone with live access).
                 key = sessions_target(role.account, role.role_name).key
                 repo.mark_dirty(session, key, now)
                 follow_up.add(key)
@@ -130,6 +131,12 @@ def finish(
             repo.audit(session, at=now, actor="keyturn", action="drift.repaired", target_key=target_key,
                        hash_before=plan.hash_before, hash_after=plan.hash_after, added=plan.added,
                        removed=plan.removed)
+        if target.last_synced_at is not None and not plan.gone and plan.hash_before != target.last_hash:
+            # IAM is not what the last recorded sync left: a write whose outcome was never recorded (a worker
+            # killed after it, a lost response) or an edit outside Keyturn. Record the step, so the chain of
+            # hashes in the audit log has no hole.
+            repo.audit(session, at=now, actor="keyturn", action="iam.changed", target_key=target_key,
+                       hash_before=target.last_hash, hash_after=plan.hash_before)
         if plan.wrote:
             repaired = [sid for sid in plan.added if plan.active_keys_with_sid.get(sid) in known]
             repo.audit(session, at=now, actor="keyturn", action="iam.write", target_key=target_key,

@@ -104,10 +104,11 @@ class Keyturn:
             proc.wait_for_log(r"ready\.", timeout=WAIT)
         return proc
 
-    def start_beat(self) -> ManagedProcess:
+    def start_beat(self, schedule: str = "beat-schedule") -> ManagedProcess:
+        """A beat; a second one at once needs its own `schedule` file (as on a second host)."""
         argv = [sys.executable, "-m", "celery", "-A", "workers.main:celery_app", "beat", "--schedule",
-                str(self.workdir / "beat-schedule"), "--loglevel", "INFO"]
-        proc = self.spawn(argv, env=self.env, name="beat")
+                str(self.workdir / schedule), "--loglevel", "INFO"]
+        proc = self.spawn(argv, env=self.env, name=f"beat-{schedule}")
         self.procs.append(proc)
         proc.wait_for_log(r"beat: Starting", timeout=WAIT)
         return proc
