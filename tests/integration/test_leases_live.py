@@ -25,7 +25,7 @@ from service.core.targets import sessions_target
 from service.operations.decide_request import decide_request
 from service.operations.request_access import request_access
 from tests.support.iam_truth import IamTruth
-from tests.support.live import ACCOUNT, ALICE, APPROVER, ROLE_ID, ROLE_NAME, WAIT, Keyturn
+from tests.support.live import ACCOUNT, ALICE, APPROVER, ROLE_ID, ROLE_NAME, SHORT, WAIT, Keyturn
 
 pytestmark = pytest.mark.slow
 UPDATE = "UpdateAssumeRolePolicy"
@@ -129,3 +129,24 @@ def test_an_extension_is_a_new_lease_that_never_blinks(keyturn_procs: Keyturn) -
     assert kt.row(extension).request_id != kt.row(first).request_id
     kt.wait_state(extension, "active")
     assert_overlap_then_end(kt, truth, first, extension)
+
+
+def test_a_new_grant_lifts_the_previous_session_cut(keyturn_procs: Keyturn) -> None:
+    """The database keeps no cut for someone with live access (session_denies): IAM must follow it when
+    the new grant starts, not only when some later grant of the role ends."""
+    kt = keyturn_procs
+    truth = IamTruth(kt)
+    kt.start_worker()
+    kt.start_beat()
+    truth.baseline()
+    first = kt.grant(seconds=SHORT)
+    kt.wait_state(first, "expired")
+    kt.wait_settled()
+    assert [d["Sid"] for d in session_denies(kt)] == [alice_deny_sid()]
+    again = kt.grant(seconds=1800)
+    kt.wait_state(again, "active")
+    kt.wait_settled()  # the activation marked the role's session policy for a sync in the same commit
+    assert session_denies(kt) == []
+    assert len(kt.statements_for(ALICE)) == 1
+    truth.assert_matches_db()
+    truth.assert_chain()
