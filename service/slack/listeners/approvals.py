@@ -27,20 +27,25 @@ def _request_id(body: dict[str, Any]) -> int:
 
 def approve_clicked(ack: Any, body: dict[str, Any], context: Any, client: Any) -> None:
     """Approve: the clicker is the signed payload's user, checked against the role's approvers now."""
-    ack()
     ctx: Context = context["keyturn"]
     request_id = _request_id(body)
     with ctx.store() as session:
         request = session.get(AccessRequest, request_id)
         role = ctx.catalog.role(request.role_id) if request else None
     if request and role and role.allow_self_approval and request.requester == context["actor_id"]:
+        ack()  # the trigger id below is only good for 3 s
         # Break-glass needs a reason and is announced loudly: ask for it first.
         client.views_open(trigger_id=body["trigger_id"], view=views.reason_modal(
             "break_glass", "Break-glass approval", "Why must you approve your own access?",
             {"request_id": request_id}))
         return
+    # Decide, then acknowledge: the decision is one short transaction (the IAM work and the messages are
+    # queued for workers). Acknowledging first would free the HTTP thread while Bolt's small listener pool
+    # still holds the decision, so under load clicks would pile up unseen behind it (bench/RESULTS.md).
+    # A refusal raises before ack(): the central error handler then acknowledges and tells the clicker why.
     decide_request(ctx, request_id=request_id, approver=context["actor_id"], vote=Vote.APPROVE,
                    team_id=context["team_id"])
+    ack()
 
 
 def deny_clicked(ack: Any, body: dict[str, Any], context: Any, client: Any) -> None:
