@@ -2,6 +2,7 @@
 
 - a worker killed AFTER IAM applied its write, before it recorded anything (the proxy holds the answer);
 - Redis FLUSHALLed (not restarted) around an expiry: queued wake-ups, locks, flags and Celery's own keys gone;
+- a worker restarted after an expiry with no beat running: its start-up sweep ends the grant;
 - two beats at once: the expiry is still handled once;
 - bursts of 500s on the writes;
 - stale reads right after a write (IAM's eventual consistency): never taken as success.
@@ -98,6 +99,23 @@ def test_redis_flushed_around_an_expiry_still_removes_access(keyturn_procs: Keyt
     again = kt.grant(seconds=1800)
     kt.wait_state(again, "active", timeout=2 * WAIT)
     converged(kt, truth)
+
+
+def test_a_restarted_worker_sweeps_at_once_without_beat(keyturn_procs: Keyturn, truth: IamTruth) -> None:
+    """No beat at all: only the worker's own start-up sweep can end a grant that expired while it was down."""
+    kt = keyturn_procs
+    worker = kt.start_worker()
+    truth.baseline()
+    grant = kt.grant(seconds=SHORT)
+    kt.wait_state(grant, "active")
+    worker.kill()
+    kt.wait_past_expiry(grant, margin=1.0)
+    assert kt.state(grant) == "active"  # nobody has ended it
+    kt.start_worker()
+    kt.wait_state(grant, "expired")
+    converged(kt, truth)
+    assert kt.statements_for(ALICE) == []
+    assert actions(kt, grant) == ["grant.created", "grant.active", "grant.expiring", "grant.expired"]
 
 
 def test_two_beats_at_once_handle_an_expiry_once(keyturn_procs: Keyturn, truth: IamTruth) -> None:
