@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +27,11 @@ def _runtime() -> Any:
     from service.app import create_app
 
     try:
-        app = create_app(Settings.from_env())
+        settings = Settings.from_env()
+        if not os.environ.get("KEYTURN_LOG_LEVEL"):
+            # An operator's terminal shows the command's own output; the audit log lines are for the service.
+            settings = replace(settings, log_level="WARNING")
+        app = create_app(settings)
     except (CatalogError, SettingsError) as exc:
         raise click.ClickException(str(exc)) from exc
     return app.extensions["keyturn"]
