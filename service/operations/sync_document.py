@@ -52,7 +52,7 @@ def sync_grants_document(
     _, live_owned = split(live)
     present = {s.get("Sid") for s in live_owned}
     orphaned = _orphaned_sids(live_owned)
-    wanted = [s for s in snaps if s.state in LIVE_GRANT_STATES and s.expires_at > now]
+    wanted = live_snaps(snaps, now)
     failed: dict[int, str] = {}
     for s in list(wanted):
         if owned_sid(s.lease_key) in orphaned:
@@ -82,13 +82,18 @@ def sync_grants_document(
     return plan
 
 
+def live_snaps(snaps: list[GrantSnap], now: datetime) -> list[GrantSnap]:
+    """The grants whose access belongs in IAM now."""
+    return [s for s in snaps if s.state in LIVE_GRANT_STATES and s.expires_at > now]
+
+
 def owned_statements(
     kind: TargetKind, snaps: list[GrantSnap], now: datetime
 ) -> tuple[dict[str, Lease], list[Statement]]:
     """The owned statements the database wants in a grants document: one per live lease key."""
     build = trust_statement if kind is TargetKind.TRUST_POLICY else assume_statement
-    wanted = (s for s in snaps if s.state in LIVE_GRANT_STATES and s.expires_at > now)
-    leases = combine_leases((Lease(s.lease_key, s.expires_at, s.require_mfa, s.session_name) for s in wanted), now)
+    leases = combine_leases((Lease(s.lease_key, s.expires_at, s.require_mfa, s.session_name)
+                             for s in live_snaps(snaps, now)), now)
     return leases, [build(lease) for lease in leases.values()]
 
 

@@ -12,6 +12,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.logs import request_id_var
+
 PENDING_AUDIT_LOGS = "keyturn_pending_audit_logs"
 audit_log = logging.getLogger("keyturn.audit")
 
@@ -53,9 +55,7 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 def _log_committed_audits(session: Session) -> None:
     """One structured log line per audit event, only once its transaction is committed (never a rolled-back one)."""
-    from service.logs import request_id_var  # the HTTP request (if any) that made the change
-
-    for fields in session.info.pop(PENDING_AUDIT_LOGS, []):
+    for fields in session.info.pop(PENDING_AUDIT_LOGS, []):  # request_id: the HTTP request, if any
         audit_log.info(fields.pop("action"), extra={**fields, "request_id": request_id_var.get()})
 
 

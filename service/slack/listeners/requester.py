@@ -35,7 +35,6 @@ def done_clicked(ack: Any, body: dict[str, Any], context: Any, respond: Any) -> 
 
 def extend_clicked(ack: Any, body: dict[str, Any], context: Any, client: Any) -> None:
     """Extend: a new approval for more time, within the role's maximum; only the requester may ask."""
-    ack()
     ctx: Context = context["keyturn"]
     grant_id = int(body["actions"][0]["value"])
     with ctx.store() as session:
@@ -43,7 +42,8 @@ def extend_clicked(ack: Any, body: dict[str, Any], context: Any, client: Any) ->
         verdict = may_extend(GrantState(grant.state), grant.requester, ctx.actor(context["actor_id"])) \
             if grant else Reason.NOT_REVOCABLE
     if verdict is not Reason.OK:
-        raise Refused(verdict)
+        raise Refused(verdict)  # before ack(): the central error handler acknowledges and says why
+    ack()
     client.views_open(trigger_id=body["trigger_id"], view=views.reason_modal(
         "extend_grant", "Extend access", "Why do you need more time?", {"grant_id": grant_id}, duration=True))
 
