@@ -15,6 +15,7 @@ from service.locks import RedisLocks
 from service.operations.context import Context, Dispatcher
 from service.settings import Settings
 from service.store.db import make_engine, make_session_factory
+from service.task_publisher import TaskPublisher
 
 log = logging.getLogger(__name__)
 QUEUED_TTL = 60  # seconds a "sync already queued" flag may live if its task is lost
@@ -25,6 +26,10 @@ class CeleryDispatcher:
 
     def __init__(self, celery_app: Any, redis_client: Any):
         self.celery, self.redis = celery_app, redis_client
+        # Its own client with short timeouts: a dead Redis must be told within Slack's 3 s, not after 5.
+        self.publisher = TaskPublisher(
+            redis.Redis.from_url(celery_app.conf.broker_url, socket_connect_timeout=1, socket_timeout=2),
+            queue=celery_app.conf.task_default_queue or "celery")
 
     def sync(self, target_key: str, *, force: bool = False) -> None:
         try:
@@ -42,6 +47,10 @@ class CeleryDispatcher:
             self.celery.send_task("keyturn.notify", args=[event], kwargs=ids)
         except Exception:
             log.exception("could not enqueue notification", extra={"event": event})
+
+    def interact(self, kind: str, payload: dict[str, Any]) -> None:
+        # Not swallowed: the web must tell the user nothing was done.
+        self.publisher.send("keyturn.slack_interaction", [kind, payload], argsrepr=kind)
 
 
 @dataclass

@@ -12,9 +12,11 @@ from service.settings import Settings
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     from workers import tasks
+    from workers.broker import Transport
 
     return {
         "broker_url": settings.redis_url,
+        "broker_transport": Transport,  # kombu's Redis transport, one client per channel (workers/broker.py)
         "task_ignore_result": True,
         # Idempotent tasks, acknowledged only when done: a killed worker's task is redelivered.
         "task_acks_late": True,
@@ -27,8 +29,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         # Keep the JSON logging create_app configured instead of Celery's own root handler.
         "worker_hijack_root_logger": False,
-        # Unacked tasks come back after this; expiry never rides on an ETA, the sweeper owns it.
-        "broker_transport_options": {"visibility_timeout": 300},
+        # Unacked tasks come back after this; expiry never rides on an ETA, the sweeper owns it. The connect
+        # timeout and the short publish retries bound how long a Slack acknowledgement can wait on a dead
+        # Redis before it tells the user nothing was queued (Slack gives up at 3 s).
+        "broker_transport_options": {"visibility_timeout": 300, "socket_connect_timeout": 1},
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2,
+                                      "interval_max": 0.2},
         "beat_schedule": {
             tasks.sweep.name: {"task": tasks.sweep.name, "schedule": settings.sweep_interval.total_seconds()},
             tasks.reconcile_all.name: {

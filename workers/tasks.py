@@ -18,6 +18,7 @@ from service.operations.sweep import sweep as sweep_grants
 from service.operations.sync_state import record_sync_failure
 from service.operations.sync_target import sync_target as sync_one
 from service.runtime import CeleryDispatcher, Runtime
+from service.slack.interactions import run_interaction, slack_answer, unexpected
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,22 @@ def _swept_recently(rt: Runtime) -> bool:
 def reconcile_all() -> int:
     """Sync every known target: repairs drift and finishes interrupted work."""
     return len(reconcile_all_targets(runtime().ctx))
+
+
+@shared_task(bind=True, name="keyturn.slack_interaction", acks_late=True, max_retries=5, time_limit=60,
+             soft_time_limit=45)
+def slack_interaction(self: Any, kind: str, payload: dict[str, Any]) -> None:
+    """Carry out a Slack interaction the web acknowledged (file, list, approve) and answer the user."""
+    notifier = current_app.extensions.get("keyturn.notifier")
+    answer = slack_answer(payload, notifier.client if notifier is not None else None)
+    try:
+        run_interaction(runtime().ctx, kind, payload, answer)
+    except Exception as exc:
+        if self.request.retries < self.max_retries:
+            # Transient (the database restarting…): filing and voting are idempotent, so try again.
+            raise self.retry(countdown=min(2**self.request.retries, 30) * (0.5 + random.random()), exc=exc) from exc
+        # Replaces the "Filing…" placeholder; never an approvers' message.
+        answer(unexpected(exc, f"slack interaction {kind}"), kind != "approve")
 
 
 @shared_task(bind=True, name="keyturn.notify", acks_late=True, max_retries=8)

@@ -18,6 +18,8 @@ class Dispatcher(Protocol):
 
     def sync(self, target_key: str, *, force: bool = False) -> None: ...
     def notify(self, event: str, **ids: Any) -> None: ...
+    def interact(self, kind: str, payload: dict[str, Any]) -> None:
+        """Queue an acknowledged Slack interaction for a worker; raises if it could not be queued."""
 
 
 class Refused(Exception):
@@ -42,12 +44,16 @@ class RecordingDispatcher:
 
     syncs: list[str] = field(default_factory=list)
     notes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    interactions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def sync(self, target_key: str, *, force: bool = False) -> None:
         self.syncs.append(target_key)
 
     def notify(self, event: str, **ids: Any) -> None:
         self.notes.append((event, ids))
+
+    def interact(self, kind: str, payload: dict[str, Any]) -> None:
+        self.interactions.append((kind, payload))
 
 
 @dataclass

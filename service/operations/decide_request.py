@@ -27,13 +27,14 @@ class Decided:
 
 def decide_request(
     ctx: Context, *, request_id: int, approver: str, vote: Vote, note: str | None = None,
-    team_id: str | None = None,
+    team_id: str | None = None, client_token: str | None = None,
 ) -> Decided:
     """Record one vote; exactly one caller ever moves the request out of pending."""
     now = ctx.now()
     actor = ctx.actor(approver)
     with ctx.store.begin() as session:
-        outcome = _decide_locked(ctx, session, request_id, approver, actor, vote, note, team_id, now)
+        outcome = _decide_locked(ctx, session, request_id, approver, actor, vote, note, team_id, now,
+                                 client_token)
     # Committed: now the side effects.
     if isinstance(outcome, Refused):
         if outcome.reason in AUDITED_REFUSALS:
@@ -54,7 +55,7 @@ AUDITED_REFUSALS = frozenset({Reason.NOT_AN_APPROVER, Reason.SELF_APPROVAL, Reas
 
 def _decide_locked(
     ctx: Context, session: Session, request_id: int, approver: str, actor: Actor, vote: Vote,
-    note: str | None, team_id: str | None, now: datetime,
+    note: str | None, team_id: str | None, now: datetime, client_token: str | None,
 ) -> Refused | tuple[Decided, str | None]:
     """The decision under the request's row lock; a refusal is returned (not raised) so its audit commits."""
     request = repo.lock_request(session, request_id)
@@ -78,7 +79,8 @@ def _decide_locked(
             repo.audit(session, at=now, actor=approver, action="vote.refused", request_id=request_id,
                        reason=decision.reason.value, vote=vote.value)
         return Refused(decision.reason)
-    session.add(Approval(request_id=request_id, approver=approver, vote=vote.value, note=note, created_at=now))
+    session.add(Approval(request_id=request_id, approver=approver, vote=vote.value, note=note, created_at=now,
+                         client_token=client_token))
     repo.audit(session, at=now, actor=approver, action=f"vote.{vote.value}", request_id=request_id,
                note=note, break_glass=decision.break_glass or None)
     grant_id = target_key = None

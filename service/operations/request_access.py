@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
+from service.catalog.model import Role
 from service.core.durations import format_duration
 from service.core.rules import Reason, check_filing
 from service.core.states import LIVE_GRANT_STATES, RequestState
@@ -35,8 +37,12 @@ def request_access(
     ticket: str | None = None,
     team_id: str | None = None,
     extends_grant_id: int | None = None,
+    client_token: str | None = None,
 ) -> Filed:
-    """File a request; a role marked auto_approve is approved (and its grant created) at once."""
+    """File a request; a role marked auto_approve is approved (and its grant created) at once.
+
+    `client_token` names the asking interaction (Slack's trigger id): filing it again, as a redelivered
+    task does, returns the request it already filed and re-sends its wake-ups (each of them idempotent)."""
     role = ctx.catalog.role(role_id)
     if role is None:
         allowed = ", ".join(r.id for r in ctx.catalog.roles_for(requester)) or "none"
@@ -54,25 +60,60 @@ def request_access(
                    role_arn=role.arn, group=role.group, principal_arn=principal)
     except TargetError as exc:
         raise Refused(Reason.UNSUPPORTED_PRINCIPAL, str(exc)) from exc
+    if client_token:
+        earlier = _filed_with(ctx, client_token)
+        if earlier is not None:
+            _wake(ctx, earlier)
+            return earlier
     now = ctx.now()
+    try:
+        filed = _file(ctx, role, principal, check.duration, requester=requester, reason=reason, ticket=ticket,
+                      team_id=team_id, extends_grant_id=extends_grant_id, client_token=client_token, now=now)
+    except IntegrityError:
+        # Two deliveries of one interaction at once: the other one's row is the request.
+        earlier = _filed_with(ctx, client_token) if client_token else None
+        if earlier is None:
+            raise
+        filed = earlier
+    _wake(ctx, filed)
+    return filed
+
+
+def _filed_with(ctx: Context, client_token: str) -> Filed | None:
+    with ctx.store() as session:
+        request = session.execute(
+            select(AccessRequest).where(AccessRequest.client_token == client_token)).scalar_one_or_none()
+        if request is None:
+            return None
+        grant = session.execute(select(Grant).where(Grant.request_id == request.id)).scalar_one_or_none() \
+            if request.state == RequestState.APPROVED.value else None
+        return Filed(request_id=request.id, state=RequestState(request.state),
+                     grant_id=grant.id if grant else None, target_key=grant.target_key if grant else None)
+
+
+def _file(
+    ctx: Context, role: Role, principal: str, duration: timedelta, *, requester: str, reason: str | None,
+    ticket: str | None, team_id: str | None, extends_grant_id: int | None, client_token: str | None,
+    now: datetime,
+) -> Filed:
     with ctx.store.begin() as session:
         if extends_grant_id is not None:
             old = session.execute(select(Grant).where(Grant.id == extends_grant_id)).scalar_one_or_none()
-            if old is None or old.requester != requester or old.role_id != role_id:
-                raise NotFound(f"no grant {extends_grant_id} of yours for {role_id}")
+            if old is None or old.requester != requester or old.role_id != role.id:
+                raise NotFound(f"no grant {extends_grant_id} of yours for {role.id}")
             if old.state not in {s.value for s in LIVE_GRANT_STATES}:
                 raise Refused(Reason.NOT_REVOCABLE, "That access has already ended; file a new request.")
         request = AccessRequest(
             role_id=role.id, requester=requester, team_id=team_id, principal_arn=principal,
-            duration_seconds=int(check.duration.total_seconds()), reason=(reason or "").strip() or None,
+            duration_seconds=int(duration.total_seconds()), reason=(reason or "").strip() or None,
             ticket=(ticket or "").strip() or None, state=RequestState.PENDING.value, created_at=now,
             extends_grant_id=extends_grant_id, break_glass=False, reminders_sent=0, version=0,
-            next_reminder_at=now + ctx.catalog.reminder_after,
+            next_reminder_at=now + ctx.catalog.reminder_after, client_token=client_token or None,
         )
         session.add(request)
         session.flush()
         repo.audit(session, at=now, actor=requester, action="request.filed", request_id=request.id,
-                   role=role.id, duration=int(check.duration.total_seconds()), extends=extends_grant_id)
+                   role=role.id, duration=int(duration.total_seconds()), extends=extends_grant_id)
         grant = None
         if role.auto_approve:
             repo.move_request(session, request.id, RequestState.PENDING, RequestState.APPROVED,
@@ -85,10 +126,13 @@ def request_access(
             grant_id=grant.id if grant else None,
             target_key=grant.target_key if grant else None,
         )
-    # Committed: now the side effects.
+    return filed
+
+
+def _wake(ctx: Context, filed: Filed) -> None:
+    """Committed: now the side effects."""
     if filed.target_key:
         ctx.dispatch.sync(filed.target_key)
         ctx.dispatch.notify("request.decided", request_id=filed.request_id)
-    else:
+    elif filed.state is RequestState.PENDING:
         ctx.dispatch.notify("request.filed", request_id=filed.request_id)
-    return filed

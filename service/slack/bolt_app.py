@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
-from service.core.durations import DurationError
-from service.operations.context import Context, NotFound, Refused
+from service.operations.context import Context
 from service.settings import Settings
+from service.slack.interactions import unexpected, user_message
 from service.slack.listeners import approvals, command, home, requester
 
 log = logging.getLogger(__name__)
@@ -27,26 +29,26 @@ def make_web_client(settings: Settings) -> WebClient:
     return client
 
 
-def user_message(error: BaseException) -> str | None:
-    """What to tell the user about a domain error; None for an unexpected one."""
-    if isinstance(error, Refused | NotFound | DurationError):
-        return str(error)
-    return None
-
-
 def build_bolt_app(settings: Settings, ctx: Context, client: WebClient) -> App:
+    # Listeners run on the request's own thread and the answer goes out when they return: no hand-off to
+    # Bolt's small listener pool and its 10 ms polling for ack() (bench/RESULTS.md). So a listener does only
+    # quick local work before it returns; slow work is queued for workers (interactions.queue) and Slack
+    # calls that must not delay the acknowledgement go through context["after_ack"].
     app = App(
         signing_secret=settings.slack_signing_secret or "unset-refuses-every-request",
         client=client,
         token_verification_enabled=False,
         request_verification_enabled=True,
+        process_before_response=True,
     )
+    after_ack_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="slack-after-ack")
 
     @app.middleware
-    def identity(body: dict[str, Any], context: Any, next: Any) -> Any:
+    def identity(body: dict[str, Any], context: Any, respond: Any, client: Any, next: Any) -> Any:
         """Who acts comes only from the signed payload: user id and team id."""
         user = body.get("user") or {}
         context["keyturn"] = ctx
+        context["after_ack"] = partial(after_ack, after_ack_pool, body, respond, client)
         context["actor_id"] = user.get("id") if isinstance(user, dict) else body.get("user_id")
         context["actor_id"] = context["actor_id"] or body.get("user_id") or (body.get("event") or {}).get("user")
         team = body.get("team")
@@ -59,11 +61,7 @@ def build_bolt_app(settings: Settings, ctx: Context, client: WebClient) -> App:
         error: BaseException, body: dict[str, Any], response: BoltResponse | None, respond: Any, client: Any
     ) -> BoltResponse | None:
         """Domain errors become an ephemeral message; unknown ones are logged with an id to quote."""
-        message = user_message(error)
-        if message is None:
-            error_id = uuid.uuid4().hex[:8]
-            log.error("slack listener failed (error id %s)", error_id, exc_info=error)
-            message = f"Something went wrong (error id `{error_id}`). Keyturn's operators can look it up."
+        message = user_message(error) or unexpected(error, "slack listener")
         if response is not None and body.get("command"):
             # Not acknowledged yet: the ephemeral answer rides on the acknowledgement itself.
             return BoltResponse(status=200, body=json.dumps({"response_type": "ephemeral", "text": message}),
@@ -76,6 +74,20 @@ def build_bolt_app(settings: Settings, ctx: Context, client: WebClient) -> App:
     requester.register(app)
     home.register(app)
     return app
+
+
+def after_ack(pool: ThreadPoolExecutor, body: dict[str, Any], respond: Any, client: Any,
+              call: Callable[..., Any], **kwargs: Any) -> None:
+    """Run a Slack call beside the acknowledgement rather than before it (views.open, a reply): the listener
+    returns, and Slack gets its answer, without waiting on Slack's API. A failure is told and logged."""
+
+    def run() -> None:
+        try:
+            call(**kwargs)
+        except Exception as exc:
+            tell_user(body, user_message(exc) or unexpected(exc, "slack call after ack"), respond, client)
+
+    pool.submit(run)
 
 
 def tell_user(body: dict[str, Any], message: str, respond: Any, client: Any) -> None:

@@ -66,6 +66,8 @@ class AccessRequest(Base):
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
     next_reminder_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer, default=0)
+    # Slack's id of the interaction that filed it: a redelivered filing finds its request instead of a twin.
+    client_token: Mapped[str | None] = mapped_column(String(128), index=True, unique=True)
 
 
 class Approval(Base):
@@ -78,6 +80,8 @@ class Approval(Base):
     vote: Mapped[str] = mapped_column(String(16))
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Slack's id of the click that cast it: a redelivered click is told apart from a second click.
+    client_token: Mapped[str | None] = mapped_column(String(128))
 
 
 class Grant(Base):

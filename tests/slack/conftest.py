@@ -25,6 +25,7 @@ from service.operations.context import Context, RecordingDispatcher, utcnow
 from service.operations.decide_request import decide_request
 from service.operations.request_access import request_access
 from service.settings import Settings
+from service.slack.interactions import run_interaction, slack_answer
 from service.store.db import migrate
 from service.store.models import AccessRequest, AuditEvent, Grant
 from tests.support.slack_fake import FakeSlack, SlackCall
@@ -215,6 +216,22 @@ class SlackWorld:
         return wait_until(check, timeout, what)
 
 
+@dataclass
+class InlineDispatcher(RecordingDispatcher):
+    """Records wake-ups; runs each queued Slack interaction at once, as an idle worker would (the real task and
+    worker are in test_slack_lifecycle.py), through the same code and the same response_url answers."""
+
+    app: Any = None
+    inline: bool = True  # False: record only, as if no worker were running
+
+    def interact(self, kind: str, payload: dict[str, Any]) -> None:
+        super().interact(kind, payload)
+        if not self.inline:
+            return
+        notifier = self.app.extensions["keyturn.notifier"]
+        run_interaction(self.app.extensions["keyturn"].ctx, kind, payload, slack_answer(payload, notifier.client))
+
+
 def build_world(db_url: str, redis_url: str, fake: FakeSlack, catalog_path: Path) -> tuple[SlackWorld, ServedApp]:
     from service.app import create_app
     from service.runtime import build_runtime
@@ -223,9 +240,10 @@ def build_world(db_url: str, redis_url: str, fake: FakeSlack, catalog_path: Path
     settings = Settings(database_url=db_url, redis_url=redis_url, catalog_path=catalog_path,
                         slack_bot_token="xoxb-test", slack_signing_secret="test-secret",
                         slack_api_url=fake.base_url, log_level="WARNING")
-    dispatch = RecordingDispatcher()
+    dispatch = InlineDispatcher()
     rt = build_runtime(settings, dispatch=dispatch)
     app = create_app(settings, runtime=rt)
+    dispatch.app = app
     served = ServedApp(app)
     return SlackWorld(served.url, app, fake, dispatch), served
 

@@ -26,6 +26,18 @@ def ephemeral(resp: Any) -> str:
     return str(body["text"])
 
 
+def answered(world: SlackWorld, resp: Any, key: str = "cmd") -> str:
+    """What the user ends up reading: the acknowledgement's own text or, where that is a placeholder
+    ("Filing…", "Looking up…"), the worker's answer that replaces it on the command's response_url."""
+    text = ephemeral(resp)
+    if not text.endswith("…"):
+        return text
+    world.wait(lambda: world.replies(key), what="the answer on the response_url")
+    reply = world.replies(key)[-1].params
+    assert reply["response_type"] == "ephemeral" and reply["replace_original"] is True, reply
+    return str(reply["text"])
+
+
 def timed_command(world: SlackWorld, text: str, **kwargs: Any) -> Any:
     started = time.monotonic()
     resp = world.command(text, **kwargs)
@@ -80,12 +92,12 @@ def test_help(lite: SlackWorld, text: str) -> None:
 
 
 def test_list_shows_only_my_pending_and_active_access(world: SlackWorld) -> None:
-    assert ephemeral(world.command("list")) == "*Active access*\n_none_\n*Pending requests*\n_none_"
+    assert answered(world, world.command("list")) == "*Active access*\n_none_\n*Pending requests*\n_none_"
     mine = world.file("ops-read", duration="2h")
     granted = world.file("ops-mfa")
     grant_id = world.approve(granted, "U0APPR01")
     world.file("ops-read", user=BOB)  # someone else's
-    answer = ephemeral(timed_command(world, "list"))
+    answer = answered(world, timed_command(world, "list", key="list2"), key="list2")
     active, pending = answer.split("*Pending requests*")
     assert "`ops-mfa` until <!date^" in active and f"(grant {grant_id})" in active
     assert f"#{mine} `ops-read` for 2h" in pending
@@ -94,7 +106,9 @@ def test_list_shows_only_my_pending_and_active_access(world: SlackWorld) -> None
 
 # ---- /access ROLE DURATION REASON… --------------------------------------------------------------------
 def test_files_directly_and_records_who_from_the_signed_body(world: SlackWorld) -> None:
-    answer = ephemeral(timed_command(world, "ops-admin 90m fixing INC-42 in eu-west-1"))
+    ack = timed_command(world, "ops-admin 90m fixing INC-42 in eu-west-1")
+    assert ephemeral(ack) == "Filing your request for `ops-admin` (1h30m)…"
+    answer = answered(world, ack)
     with world.ctx.store() as s:
         (req,) = s.query(AccessRequest).all()
     assert answer == f"Request #{req.id} for `ops-admin` is sent to the approvers."
@@ -105,7 +119,7 @@ def test_files_directly_and_records_who_from_the_signed_body(world: SlackWorld) 
 
 
 def test_reason_is_optional_where_the_role_allows(world: SlackWorld) -> None:
-    assert "is sent to the approvers" in ephemeral(world.command("ops-read 2h"))
+    assert "is sent to the approvers" in answered(world, world.command("ops-read 2h"))
     with world.ctx.store() as s:
         assert s.query(AccessRequest).one().reason is None
 
@@ -122,7 +136,7 @@ def test_reason_is_optional_where_the_role_allows(world: SlackWorld) -> None:
 ])
 def test_bad_input_gets_an_ephemeral_error_saying_what_is_allowed(lite: SlackWorld, text: str,
                                                                   expected: str) -> None:
-    assert ephemeral(timed_command(lite, text)) == expected
+    assert answered(lite, timed_command(lite, text)) == expected
     assert lite.count(AccessRequest) == 0 and lite.count(AuditEvent) == 0
     assert lite.notes() == []
 
@@ -135,7 +149,7 @@ def test_a_role_id_is_never_an_arn_and_user_text_is_escaped_in_errors(lite: Slac
 
 
 def test_unmapped_user_cannot_file(lite: SlackWorld) -> None:
-    answer = ephemeral(lite.command("ops-read 1h", user=MALLORY))
+    answer = answered(lite, lite.command("ops-read 1h", user=MALLORY))
     assert "no AWS principal mapped" in answer
     assert lite.count(AccessRequest) == 0
 

@@ -90,9 +90,13 @@ def test_request_approve_dm_with_link_expiry_dm(live: tuple[Keyturn, SlackWorld]
     kt, world = live
     fake = world.fake
 
-    # /access, signed, over HTTP: acknowledged at once; the worker posts to the approvers' channel.
+    # /access, signed, over HTTP: acknowledged at once with a placeholder; the worker files the request,
+    # replaces the placeholder on the command's response_url, and posts to the approvers' channel.
     answer = world.command(f"ops-mfa {GRANT} restore the backups", key="cmd").json()
-    assert answer["response_type"] == "ephemeral" and answer["text"].endswith("is sent to the approvers.")
+    assert answer["response_type"] == "ephemeral" and answer["text"].startswith("Filing your request for `ops-mfa`")
+    filed = wait_call(kt, fake, "response_url", "the worker's answer to /access",
+                      lambda c: c.params.get("_key") == "cmd")
+    assert filed.params["text"].endswith("is sent to the approvers.") and filed.params["replace_original"] is True
     with world.ctx.store() as s:
         req = s.query(AccessRequest).one()
     ask = wait_call(kt, fake, "chat.postMessage", "the approvers' message",

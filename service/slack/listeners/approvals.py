@@ -11,6 +11,7 @@ from service.core.rules import Vote, is_approver
 from service.operations.context import Context
 from service.operations.decide_request import decide_request
 from service.slack import views
+from service.slack.interactions import queue
 from service.store.models import AccessRequest
 
 
@@ -26,42 +27,50 @@ def _request_id(body: dict[str, Any]) -> int:
 
 
 def approve_clicked(ack: Any, body: dict[str, Any], context: Any, client: Any) -> None:
-    """Approve: the clicker is the signed payload's user, checked against the role's approvers now."""
+    """Approve: queued for a worker, which decides as the signed payload's user (the core checks it there)."""
     ctx: Context = context["keyturn"]
-    request_id = _request_id(body)
-    with ctx.store() as session:
-        request = session.get(AccessRequest, request_id)
-        role = ctx.catalog.role(request.role_id) if request else None
-    if request and role and role.allow_self_approval and request.requester == context["actor_id"]:
-        ack()  # the trigger id below is only good for 3 s
-        # Break-glass needs a reason and is announced loudly: ask for it first.
-        client.views_open(trigger_id=body["trigger_id"], view=views.reason_modal(
+    request_id, actor = _request_id(body), context["actor_id"]
+    if _own_break_glass_request(ctx, request_id, actor):
+        ack()
+        # Break-glass needs a reason and is announced loudly: ask for it first (the trigger id lives 3 s).
+        context["after_ack"](client.views_open, trigger_id=body["trigger_id"], view=views.reason_modal(
             "break_glass", "Break-glass approval", "Why must you approve your own access?",
             {"request_id": request_id}))
         return
-    # Decide, then acknowledge: the decision is one short transaction (the IAM work and the messages are
-    # queued for workers). Acknowledging first would free the HTTP thread while Bolt's small listener pool
-    # still holds the decision, so under load clicks would pile up unseen behind it (bench/RESULTS.md).
-    # A refusal raises before ack(): the central error handler then acknowledges and tells the clicker why.
-    decide_request(ctx, request_id=request_id, approver=context["actor_id"], vote=Vote.APPROVE,
-                   team_id=context["team_id"])
+    # The acknowledgement does not wait for the decision (a transaction): under load it would queue behind
+    # earlier decisions on the web's threads (bench/RESULTS.md). The queue is durable; a refusal is
+    # answered ephemerally by the worker.
+    queue(ctx, "approve", request_id=request_id, user=actor, team=context["team_id"],
+          response_url=body.get("response_url"), token=body.get("trigger_id"))
     ack()
+
+
+def _own_break_glass_request(ctx: Context, request_id: int, actor: str) -> bool:
+    # Most clickers can request no self-approvable role: then the database is not asked at all.
+    if not any(role.allow_self_approval for role in ctx.catalog.roles_for(actor)):
+        return False
+    with ctx.store() as session:
+        request = session.get(AccessRequest, request_id)
+        role = ctx.catalog.role(request.role_id) if request else None
+    return bool(request and role and role.allow_self_approval and request.requester == actor)
 
 
 def deny_clicked(ack: Any, body: dict[str, Any], context: Any, client: Any) -> None:
     """Deny: ask an approver for an optional reason, then decide; anyone else is refused at the click."""
-    ack()
     ctx: Context = context["keyturn"]
     request_id = _request_id(body)
     with ctx.store() as session:
         request = session.get(AccessRequest, request_id)
         role = ctx.catalog.role(request.role_id) if request else None
     if role is None or not is_approver(role.rules(), ctx.actor(context["actor_id"])):
-        # The core refuses (and audits) it now, rather than after a form the clicker may not fill in.
+        # The core refuses (and audits) it now, rather than after a form the clicker may not fill in; the
+        # refusal raises before ack(), and the central error handler answers.
         decide_request(ctx, request_id=request_id, approver=context["actor_id"], vote=Vote.DENY,
                        team_id=context["team_id"])
+        ack()
         return
-    client.views_open(trigger_id=body["trigger_id"], view=views.reason_modal(
+    ack()
+    context["after_ack"](client.views_open, trigger_id=body["trigger_id"], view=views.reason_modal(
         "deny_request", "Deny request", "Reason (optional, shown to the requester)", {"request_id": request_id}))
 
 
@@ -71,10 +80,10 @@ def _reason(view: dict[str, Any]) -> str | None:
 
 def deny_submitted(ack: Any, view: dict[str, Any], context: Any) -> None:
     """The deny form: the decision is taken with the submitter's signed identity."""
-    ack()
     request_id = int(json.loads(view["private_metadata"])["request_id"])
     decide_request(context["keyturn"], request_id=request_id, approver=context["actor_id"], vote=Vote.DENY,
                    note=_reason(view), team_id=context["team_id"])
+    ack()
 
 
 def break_glass_submitted(ack: Any, view: dict[str, Any], context: Any) -> None:
@@ -83,7 +92,7 @@ def break_glass_submitted(ack: Any, view: dict[str, Any], context: Any) -> None:
     if not (reason or "").strip():
         ack(response_action="errors", errors={"reason": "Break-glass self-approval needs a reason."})
         return
-    ack()
     request_id = int(json.loads(view["private_metadata"])["request_id"])
     decide_request(context["keyturn"], request_id=request_id, approver=context["actor_id"], vote=Vote.APPROVE,
                    note=reason, team_id=context["team_id"])
+    ack()

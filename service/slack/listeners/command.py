@@ -5,16 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from slack_bolt import App
-from sqlalchemy import select
 
 from service.core.durations import DurationError, parse_duration
 from service.core.rules import MESSAGES, Reason
-from service.core.states import LIVE_GRANT_STATES, RequestState
 from service.operations.context import Context, Refused
 from service.operations.request_access import request_access
 from service.slack import views
-from service.slack.text import esc, seconds, slack_date
-from service.store.models import AccessRequest, Grant
+from service.slack.interactions import queue
+from service.slack.text import esc, seconds
 
 
 def register(app: App) -> None:
@@ -34,20 +32,23 @@ def access_command(ack: Any, command: dict[str, Any], context: Any, client: Any)
             ack(response_type="ephemeral", text=MESSAGES[Reason.NO_PRINCIPAL])
             return
         ack()
-        client.views_open(trigger_id=command["trigger_id"], view=views.request_modal(ctx.catalog, user))
+        context["after_ack"](client.views_open, trigger_id=command["trigger_id"],
+                             view=views.request_modal(ctx.catalog, user))
         return
     word = text.split()[0].lower()
     if word == "help":
         ack(response_type="ephemeral", text=views.HELP)
         return
+    common = {"user": user, "team": context["team_id"], "response_url": command.get("response_url")}
     if word == "list":
-        ack(response_type="ephemeral", text=list_text(ctx, user))
+        queue(ctx, "list", **common)
+        ack(response_type="ephemeral", text="Looking up your access…")
         return
     role_id, duration, reason = parse_text(ctx, user, text)
-    filed = request_access(ctx, requester=user, role_id=role_id, duration=duration, reason=reason,
-                           team_id=context["team_id"])
-    state = "approved" if filed.state is RequestState.APPROVED else "sent to the approvers"
-    ack(response_type="ephemeral", text=f"Request #{filed.request_id} for `{esc(role_id)}` is {state}.")
+    length = int(duration.total_seconds())
+    # The trigger id is unique per invocation: a redelivered task finds the request it filed.
+    queue(ctx, "file", role=role_id, duration=length, reason=reason, token=command.get("trigger_id"), **common)
+    ack(response_type="ephemeral", text=f"Filing your request for `{esc(role_id)}` ({seconds(length)})…")
 
 
 def parse_text(ctx: Context, user: str, text: str) -> tuple[str, Any, str | None]:
@@ -69,19 +70,6 @@ def parse_text(ctx: Context, user: str, text: str) -> tuple[str, Any, str | None
                       f"`{esc(parts[1])}` is not a duration: write 30m, 2h or 1d "
                       f"(at most {seconds(int(role.max_duration.total_seconds()))} for {role.id}).") from exc
     return role_id, duration, parts[2] if len(parts) > 2 else None
-
-
-def list_text(ctx: Context, user: str) -> str:
-    with ctx.store() as session:
-        pending = session.execute(select(AccessRequest).where(
-            AccessRequest.requester == user, AccessRequest.state == RequestState.PENDING.value)).scalars().all()
-        active = session.execute(select(Grant).where(
-            Grant.requester == user, Grant.state.in_([s.value for s in LIVE_GRANT_STATES]))).scalars().all()
-    lines = ["*Active access*"]
-    lines += [f"• `{g.role_id}` until {slack_date(g.expires_at)} (grant {g.id})" for g in active] or ["_none_"]
-    lines.append("*Pending requests*")
-    lines += [f"• #{r.id} `{r.role_id}` for {seconds(r.duration_seconds)}" for r in pending] or ["_none_"]
-    return "\n".join(lines)
 
 
 def _value(state: dict[str, Any], block: str) -> str | None:
@@ -116,5 +104,5 @@ def role_picked(ack: Any, body: dict[str, Any], context: Any, client: Any) -> No
     """The form follows the picked role: its maximum, its default duration, whether a reason is required."""
     ack()
     picked = (body["actions"][0].get("selected_option") or {}).get("value")
-    client.views_update(view_id=body["view"]["id"], view=views.request_modal(
+    context["after_ack"](client.views_update, view_id=body["view"]["id"], view=views.request_modal(
         context["keyturn"].catalog, context["actor_id"], picked))

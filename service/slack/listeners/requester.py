@@ -26,11 +26,11 @@ def register(app: App) -> None:
 
 def done_clicked(ack: Any, body: dict[str, Any], context: Any, respond: Any) -> None:
     """"I'm done": end the access now; the DM confirms once IAM no longer has it."""
-    ack()
     revoke_grant(context["keyturn"], grant_id=int(body["actions"][0]["value"]), actor_id=context["actor_id"])
+    ack()
     if body.get("response_url"):
-        respond(text="Removing your access now; I'll confirm when it is gone.", response_type="ephemeral",
-                replace_original=False)
+        context["after_ack"](respond, text="Removing your access now; I'll confirm when it is gone.",
+                             response_type="ephemeral", replace_original=False)
 
 
 def extend_clicked(ack: Any, body: dict[str, Any], context: Any, client: Any) -> None:
@@ -44,7 +44,7 @@ def extend_clicked(ack: Any, body: dict[str, Any], context: Any, client: Any) ->
     if verdict is not Reason.OK:
         raise Refused(verdict)  # before ack(): the central error handler acknowledges and says why
     ack()
-    client.views_open(trigger_id=body["trigger_id"], view=views.reason_modal(
+    context["after_ack"](client.views_open, trigger_id=body["trigger_id"], view=views.reason_modal(
         "extend_grant", "Extend access", "Why do you need more time?", {"grant_id": grant_id}, duration=True))
 
 
@@ -76,5 +76,5 @@ def extend_submitted(ack: Any, view: dict[str, Any], context: Any) -> None:
 def request_again_clicked(ack: Any, body: dict[str, Any], context: Any, client: Any) -> None:
     """Open the request form with the role already picked."""
     ack()
-    client.views_open(trigger_id=body["trigger_id"], view=views.request_modal(
+    context["after_ack"](client.views_open, trigger_id=body["trigger_id"], view=views.request_modal(
         context["keyturn"].catalog, context["actor_id"], body["actions"][0]["value"]))

@@ -1,0 +1,135 @@
+"""Slack work acknowledged at once and carried out by a worker: filing a request, listing, approving.
+
+The web checks the signature, parses the text and queues the interaction, so Slack's acknowledgement never
+waits on the database (bench/RESULTS.md, benchmark 1). A worker runs the use case, where the core's guards
+apply once, and answers on the interaction's response_url. A refusal is answered; any other failure raises
+so the task retries: filing is idempotent on Slack's trigger id and a decision is taken at most once per
+approver, so a redelivered task neither files twice nor votes twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from slack_sdk.webhook import WebhookClient
+from sqlalchemy import select
+
+from service.core.durations import DurationError
+from service.core.rules import Vote
+from service.core.states import LIVE_GRANT_STATES, RequestState
+from service.operations.context import Context, NotFound, Refused
+from service.operations.decide_request import decide_request
+from service.operations.request_access import request_access
+from service.slack.text import esc, seconds, slack_date
+from service.store.models import AccessRequest, Approval, Grant
+
+log = logging.getLogger(__name__)
+
+# answer(text, replace): replace=True swaps the interaction's placeholder ("Filing…") for the answer;
+# False adds an ephemeral message (never replace an approvers' message with a refusal).
+Answer = Callable[[str, bool], None]
+
+
+class NotQueued(Exception):
+    """The queue could not take the interaction: nothing was started, and the user is told so at once."""
+
+
+def user_message(error: BaseException) -> str | None:
+    """What to tell the user about a domain error; None for an unexpected one."""
+    if isinstance(error, Refused | NotFound | DurationError | NotQueued):
+        return str(error)
+    return None
+
+
+def unexpected(error: BaseException, where: str) -> str:
+    """Log an unexpected failure under a short id, and the message that quotes it."""
+    error_id = uuid.uuid4().hex[:8]
+    log.error("%s failed (error id %s)", where, error_id, exc_info=error)
+    return f"Something went wrong (error id `{error_id}`). Keyturn's operators can look it up."
+
+
+def queue(ctx: Context, kind: str, **payload: Any) -> None:
+    """Hand an interaction to the workers, or raise NotQueued."""
+    try:
+        ctx.dispatch.interact(kind, payload)
+    except Exception as exc:
+        log.exception("could not queue a slack interaction", extra={"kind": kind})
+        raise NotQueued("Keyturn could not queue this (its work queue did not answer), so it has most likely "
+                        "not been done. Check `/access list` in a minute before trying again.") from exc
+
+
+def run_interaction(ctx: Context, kind: str, payload: dict[str, Any], answer: Answer) -> None:
+    """Carry out one queued interaction; refusals are answered, other failures raise (the task retries)."""
+    try:
+        HANDLERS[kind](ctx, payload, answer)
+    except (Refused, NotFound, DurationError) as exc:
+        answer(str(exc), kind != "approve")
+
+
+def _file(ctx: Context, p: dict[str, Any], answer: Answer) -> None:
+    filed = request_access(ctx, requester=p["user"], role_id=p["role"], duration=timedelta(seconds=p["duration"]),
+                           reason=p.get("reason"), team_id=p.get("team"), client_token=p.get("token"))
+    state = "approved" if filed.state is RequestState.APPROVED else "sent to the approvers"
+    answer(f"Request #{filed.request_id} for `{esc(p['role'])}` is {state}.", True)
+
+
+def _list(ctx: Context, p: dict[str, Any], answer: Answer) -> None:
+    answer(list_text(ctx, p["user"]), True)
+
+
+def _approve(ctx: Context, p: dict[str, Any], answer: Answer) -> None:
+    # Success needs no answer: the approvers' message itself changes (the notifier updates it).
+    request_id = int(p["request_id"])
+    try:
+        decide_request(ctx, request_id=request_id, approver=p["user"], vote=Vote.APPROVE, team_id=p.get("team"),
+                       client_token=p.get("token"))
+    except Refused:
+        if p.get("token") and _cast_by(ctx, request_id, p["user"], p["token"]):
+            return  # a redelivery of this very click, whose vote already counted: nothing to refuse
+        raise  # a second click by the same approver is told "already approved"
+
+
+def _cast_by(ctx: Context, request_id: int, approver: str, token: str) -> bool:
+    with ctx.store() as session:
+        return session.execute(select(Approval.id).where(
+            Approval.request_id == request_id, Approval.approver == approver,
+            Approval.client_token == token)).first() is not None
+
+
+HANDLERS: dict[str, Callable[[Context, dict[str, Any], Answer], None]] = {
+    "file": _file, "list": _list, "approve": _approve,
+}
+
+
+def list_text(ctx: Context, user: str) -> str:
+    with ctx.store() as session:
+        pending = session.execute(select(AccessRequest).where(
+            AccessRequest.requester == user, AccessRequest.state == RequestState.PENDING.value)).scalars().all()
+        active = session.execute(select(Grant).where(
+            Grant.requester == user, Grant.state.in_([s.value for s in LIVE_GRANT_STATES]))).scalars().all()
+    lines = ["*Active access*"]
+    lines += [f"• `{g.role_id}` until {slack_date(g.expires_at)} (grant {g.id})" for g in active] or ["_none_"]
+    lines.append("*Pending requests*")
+    lines += [f"• #{r.id} `{r.role_id}` for {seconds(r.duration_seconds)}" for r in pending] or ["_none_"]
+    return "\n".join(lines)
+
+
+def slack_answer(payload: dict[str, Any], client: Any | None) -> Answer:
+    """Answer on the response_url (ephemeral); without one, by DM. A lost answer is logged, never retried:
+    the work it reports is already done."""
+
+    def answer(text: str, replace: bool) -> None:
+        try:
+            url = payload.get("response_url")
+            if url:
+                WebhookClient(url, timeout=10).send(text=text, response_type="ephemeral", replace_original=replace)
+            elif client is not None:
+                client.chat_postMessage(channel=payload["user"], text=text)
+        except Exception:
+            log.warning("could not answer a slack interaction", exc_info=True)
+
+    return answer
