@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ from bench.measure import (
     cpu_table,
     cpu_usage,
     summary,
+    wait_for,
 )
 
 TARGET_P99_S = 1.0
@@ -42,16 +42,27 @@ PER_APPROVAL_TIMEOUT = 30.0
 
 
 def file_requests(stack: Stack, count: int, http: requests.Session) -> list[tuple[int, int, int]]:
-    """(request id, user index, role index) for `count` requests filed through signed slash commands."""
-    filed = []
+    """(request id, user index, role index) for `count` requests filed through signed slash commands (the web
+    queues each filing; the worker files it)."""
+    from sqlalchemy import select
+
+    from service.store.models import AccessRequest
+
+    wanted = []
     for k in range(count):
         user, role = 1 + k, 1 + k % N_ROLES
         answer = stack.post(stack.command_body(user_id(user), f"{role_id(role)} 1h bench"), session=http)
-        match = re.search(r"Request #(\d+)", answer.text)
-        if answer.status_code != 200 or not match:
+        if answer.status_code != 200 or "Filing your request" not in answer.text:
             raise RuntimeError(f"filing failed: {answer.status_code} {answer.text[:200]}")
-        filed.append((int(match.group(1)), user, role))
-    return filed
+        wanted.append((user, role))
+
+    def ids() -> dict[str, int]:
+        with stack.runtime().ctx.store() as session:
+            return {str(r): int(i) for r, i in session.execute(select(AccessRequest.requester, AccessRequest.id))}
+
+    wait_for("every filing carried out", lambda: len(ids()) >= count, timeout=120, every=0.1)
+    by_user = ids()
+    return [(by_user[user_id(user)], user, role) for user, role in wanted]
 
 
 def _audit_times(stack: Stack, request_id: int) -> dict[str, datetime]:

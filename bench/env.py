@@ -51,13 +51,18 @@ class StackConfig:
     sweep_interval: str = "1s"
     database: str = "postgresql"  # or "sqlite"
     log_level: str = "INFO"
+    # CPU priority of the Celery worker (nice). The web's acknowledgements are latency-bound and the worker's
+    # work is throughput-bound; on one shared machine a positive value stands for what separate containers
+    # with CPU shares do in production (docker-compose.yml gives the worker cpu_shares 256 against 1024).
+    worker_nice: int = 0
 
     def describe(self) -> str:
         pool = (f"prefork pool, concurrency {self.worker_concurrency}" if self.worker_pool == "prefork"
                 else "solo pool (one task at a time)")
         return (f"gunicorn `service.wsgi:app`, {self.web_workers} gthread workers x {self.web_threads} threads; "
                 f"one Celery worker ({pool}); Celery beat, KEYTURN_SWEEP_INTERVAL={self.sweep_interval}; "
-                f"{'PostgreSQL' if self.database == 'postgresql' else 'SQLite'}; log level {self.log_level}")
+                f"{'PostgreSQL' if self.database == 'postgresql' else 'SQLite'}; log level {self.log_level}"
+                + (f"; Celery worker at nice {self.worker_nice}" if self.worker_nice else ""))
 
 
 class SyncOnlyDispatcher:
@@ -254,7 +259,22 @@ class Stack(StackClients):
         self._worker_log_mark = len(self.worker.log_text())
         spawned = time.time()
         self.worker.start()
+        if c.worker_nice:
+            self._renice_session(self.worker, c.worker_nice)
         return spawned
+
+    @staticmethod
+    def _renice_session(proc: Any, nice: int) -> None:
+        """Lower the CPU weight of a process's whole session. Each managed process runs in its own session,
+        and with the kernel's autogroup scheduling (sched_autogroup_enabled) CPU is shared between sessions
+        first: a plain `nice` would only rank the worker against its own pool processes. The autogroup's
+        nice is the per-session weight, like a container's CPU shares."""
+        pid = proc.pid
+        try:
+            Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+        except OSError:
+            pass  # no autogroup scheduling here: nice the process itself (its pool processes inherit it)
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
 
     def wait_worker_ready(self, timeout: float = 60) -> float:
         """Block until the worker logs `ready.`; returns the wall-clock time it was seen."""

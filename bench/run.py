@@ -47,7 +47,7 @@ class Bench:
 
 # ---- verdicts: (met?, one line) ------------------------------------------------------------------------
 def _ack_verdict(r: dict[str, Any]) -> tuple[bool, str]:
-    at50 = [x for x in r["runs"] if x["connections"] == 50]
+    at50 = [x for x in r["runs"] if x["connections"] == 50 and x.get("worker_nice", 0) == r.get("worker_nice", 0)]
     worst = max(at50, key=lambda x: x["p99"])
     ok = all(x["p99"] / 1000 <= ack_latency.TARGET_P99_MS for x in at50)
     errors = sum(x["errors"] for x in r["runs"])
@@ -254,11 +254,18 @@ def report(results: list[dict[str, Any]], profiles: list[dict[str, Any]], meta: 
         if r.get("error"):
             lines += ["It failed to run:", "", "```", r["error"][-2000:], "```"]
             continue
+        if r.get("rerun"):
+            lines += [f"*Measured in a separate run on {r['rerun']['date']} at commit `{r['rerun']['commit'][:12]}` "
+                      f"({command_md(r['rerun']['command'])}), merged into this report; see the notes.*", ""]
         lines += [f"Verdict: **{'met' if r['met'] else 'missed'}** ({r['line']}).", "", busy_line(r["busy"]), "",
                   r["rendered"]]
     lines += ["", "## Profile: where the time goes", "",
               "py-spy on the live processes in separate runs after the measured ones (same stack, same load); "
               "idle threads are not sampled, so shares are of the time spent running Python, not waiting.", ""]
+    if meta.get("profiles_rerun"):
+        pr = meta["profiles_rerun"]
+        lines += [f"*Profiled in a separate run on {pr['date']} at commit `{pr['commit'][:12]}` "
+                  f"({command_md(pr['command'])}).*", ""]
     for p in profiles:
         if p.get("error"):
             lines += [f"**{p['name']}**: no profile ({p['error']})", ""]
