@@ -105,6 +105,7 @@ def test_commands_name_the_real_entry_points() -> None:
     services = raw()["services"]
     assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
     assert services["worker"]["command"][:4] == ["celery", "-A", "workers.main:celery_app", "worker"]
+    assert "--without-mingle" in services["worker"]["command"]  # no 1 s wait for peers before overdue work
     assert services["beat"]["command"][:4] == ["celery", "-A", "workers.main:celery_app", "beat"]
     assert "inspect ping -d celery@$$HOSTNAME" in services["worker"]["healthcheck"]["test"][1]
     # The modules exist (found, not imported: importing workers.main builds the whole app).
