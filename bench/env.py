@@ -33,6 +33,7 @@ from bench.catalogue import (
     catalogue,
 )
 from bench.clients import StackClients
+from service.queues import QUEUES
 from tests.support.ports import free_port, wait_for_port
 from tests.support.processes import ManagedProcess
 
@@ -72,8 +73,8 @@ class SyncOnlyDispatcher:
     def __init__(self, inner: Any):
         self.inner = inner
 
-    def sync(self, target_key: str, *, force: bool = False) -> None:
-        self.inner.sync(target_key, force=force)
+    def sync(self, target_key: str, *, force: bool = False, urgent: bool = False) -> None:
+        self.inner.sync(target_key, force=force, urgent=urgent)
 
     def notify(self, event: str, **ids: Any) -> None:
         return None
@@ -328,7 +329,7 @@ class Stack(StackClients):
         with urllib.request.urlopen(req, timeout=30):
             pass
         self.seed()
-        keys = [*self.redis.scan_iter("keyturn:*"), "celery", "unacked", "unacked_index", "unacked_mutex"]
+        keys = [*self.redis.scan_iter("keyturn:*"), *QUEUES, "unacked", "unacked_index", "unacked_mutex"]
         self.redis.delete(*keys)
         self.proxy_reset()
         self.proxy_config(None)
@@ -398,7 +399,7 @@ class Stack(StackClients):
         return dict(requests.get(f"{self.slack_url}/__bench/stats", timeout=5).json())
 
     def queue_depth(self) -> int:
-        return int(self.redis.llen("celery")) + int(self.redis.hlen("unacked"))
+        return sum(int(self.redis.llen(q)) for q in QUEUES) + int(self.redis.hlen("unacked"))
 
     def wait_quiet(self, timeout: float = 120, settle: float = 1.0) -> bool:
         """Until the broker has nothing queued or in flight for `settle` seconds (bounded by `timeout`)."""

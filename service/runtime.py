@@ -13,6 +13,7 @@ from service.aws.gateway import AwsGateway
 from service.catalog import Catalog, load_catalog
 from service.locks import RedisLocks
 from service.operations.context import Context, Dispatcher
+from service.queues import IAM_QUEUE, REVOKE_QUEUE
 from service.settings import Settings
 from service.store.db import make_engine, make_session_factory
 from service.task_publisher import TaskPublisher
@@ -31,16 +32,20 @@ class CeleryDispatcher:
             redis.Redis.from_url(celery_app.conf.broker_url, socket_connect_timeout=1, socket_timeout=2),
             queue=celery_app.conf.task_default_queue or "celery")
 
-    def sync(self, target_key: str, *, force: bool = False) -> None:
+    def sync(self, target_key: str, *, force: bool = False, urgent: bool = False) -> None:
+        # One queued sync per target and lane is enough: the sync reads the latest state when it runs. An
+        # urgent one is not held back by a normal one already waiting in the slower queue.
+        flag = f"keyturn:queued:{'urgent:' if urgent else ''}{target_key}"
         try:
-            if force or self.redis.set(f"keyturn:queued:{target_key}", "1", nx=True, ex=QUEUED_TTL):
-                self.celery.send_task("keyturn.sync_target", args=[target_key])
+            if force or self.redis.set(flag, "1", nx=True, ex=QUEUED_TTL):
+                self.celery.send_task("keyturn.sync_target", args=[target_key],
+                                      queue=REVOKE_QUEUE if urgent else IAM_QUEUE)
         except Exception:
             # The change is committed and its target marked dirty: the sweeper re-sends the wake-up.
             log.exception("could not enqueue sync", extra={"target": target_key})
 
     def clear_queued(self, target_key: str) -> None:
-        self.redis.delete(f"keyturn:queued:{target_key}")
+        self.redis.delete(f"keyturn:queued:{target_key}", f"keyturn:queued:urgent:{target_key}")
 
     def notify(self, event: str, **ids: Any) -> None:
         try:

@@ -6,7 +6,9 @@ from typing import Any
 
 from celery import Celery, Task
 from flask import Flask
+from kombu import Queue
 
+from service.queues import DEFAULT_QUEUE, IAM_QUEUE, QUEUES, REVOKE_QUEUE
 from service.settings import Settings
 
 
@@ -32,7 +34,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Unacked tasks come back after this; expiry never rides on an ETA, the sweeper owns it. The connect
         # timeout and the short publish retries bound how long a Slack acknowledgement can wait on a dead
         # Redis before it tells the user nothing was queued (Slack gives up at 3 s).
-        "broker_transport_options": {"visibility_timeout": 300, "socket_connect_timeout": 1},
+        # "priority": a worker polls its queues in the order of QUEUES instead of round robin
+        # (service/queues.py); a sync that ends access is sent to REVOKE_QUEUE by the dispatcher.
+        "broker_transport_options": {"visibility_timeout": 300, "socket_connect_timeout": 1,
+                                     "queue_order_strategy": "priority"},
+        "task_queues": tuple(Queue(name) for name in QUEUES),
+        "task_default_queue": DEFAULT_QUEUE,
+        "task_routes": {tasks.sweep.name: {"queue": REVOKE_QUEUE}, tasks.sync_target.name: {"queue": IAM_QUEUE},
+                        tasks.reconcile_all.name: {"queue": IAM_QUEUE}},
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2,
                                       "interval_max": 0.2},
         "beat_schedule": {

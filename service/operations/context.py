@@ -16,7 +16,8 @@ from service.core.rules import MESSAGES, Actor, Reason
 class Dispatcher(Protocol):
     """Wakes workers up after a commit. Losing a wake-up never loses access changes: the sweeper re-sends."""
 
-    def sync(self, target_key: str, *, force: bool = False) -> None: ...
+    def sync(self, target_key: str, *, force: bool = False, urgent: bool = False) -> None:
+        """Wake a sync of the target; `urgent` (it ends access) goes ahead of all other queued work."""
     def notify(self, event: str, **ids: Any) -> None: ...
     def interact(self, kind: str, payload: dict[str, Any]) -> None:
         """Queue an acknowledged Slack interaction for a worker; raises if it could not be queued."""
@@ -43,11 +44,14 @@ class RecordingDispatcher:
     """Keeps wake-ups in memory; for the CLI's inline mode and for tests of single use cases."""
 
     syncs: list[str] = field(default_factory=list)
+    urgent_syncs: list[str] = field(default_factory=list)
     notes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     interactions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
-    def sync(self, target_key: str, *, force: bool = False) -> None:
+    def sync(self, target_key: str, *, force: bool = False, urgent: bool = False) -> None:
         self.syncs.append(target_key)
+        if urgent:
+            self.urgent_syncs.append(target_key)
 
     def notify(self, event: str, **ids: Any) -> None:
         self.notes.append((event, ids))

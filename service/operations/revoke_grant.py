@@ -33,7 +33,7 @@ def revoke_grant(ctx: Context, *, grant_id: int, actor_id: str, note: str | None
         repo.audit(session, at=now, actor=actor_id, action="grant.revoke_requested", grant_id=grant_id,
                    request_id=grant.request_id, target_key=grant.target_key, note=note)
         target_key = grant.target_key
-    ctx.dispatch.sync(target_key)
+    ctx.dispatch.sync(target_key, urgent=True)
     return target_key
 
 
@@ -50,5 +50,5 @@ def force_cleanup(ctx: Context, *, grant_id: int, actor_id: str) -> str:
         repo.audit(session, at=now, actor=actor_id, action="grant.cleanup_forced", grant_id=grant_id,
                    target_key=grant.target_key, state=grant.state)
         target_key = grant.target_key
-    ctx.dispatch.sync(target_key, force=True)
+    ctx.dispatch.sync(target_key, force=True, urgent=True)
     return target_key

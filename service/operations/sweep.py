@@ -28,6 +28,7 @@ def sweep(ctx: Context, *, resend_after: timedelta = timedelta(seconds=10), limi
     now = ctx.now()
     report = SweepReport()
     to_sync: set[str] = set()
+    ending: set[str] = set()  # targets whose syncs end access: sent ahead of other work
     with ctx.store.begin() as session:
         due = session.execute(
             select(Grant).where(Grant.state.in_([s.value for s in LIVE_GRANT_STATES]), Grant.expires_at <= now)
@@ -41,6 +42,7 @@ def sweep(ctx: Context, *, resend_after: timedelta = timedelta(seconds=10), limi
                 repo.audit(session, at=now, actor="keyturn", action="grant.expiring", grant_id=g.id,
                            request_id=g.request_id, target_key=g.target_key)
                 to_sync.add(g.target_key)
+                ending.add(g.target_key)
         stale_before = now - ctx.catalog.request_timeout
         stale = session.execute(
             select(AccessRequest.id).where(AccessRequest.state == RequestState.PENDING.value,
@@ -77,7 +79,7 @@ def sweep(ctx: Context, *, resend_after: timedelta = timedelta(seconds=10), limi
         to_sync.update(lost)
     for key in sorted(to_sync):
         # A target dirty for long lost its wake-up (or its queued flag did): send past the de-duplication.
-        ctx.dispatch.sync(key, force=key in report.resent)
+        ctx.dispatch.sync(key, force=key in report.resent, urgent=key in ending)
     for request_id in report.timed_out:
         ctx.dispatch.notify("request.decided", request_id=request_id)
     for request_id in report.reminded:

@@ -48,7 +48,8 @@ def sync_target(
     report = SyncReport(target_key, plan.wrote, plan.hash_before, plan.hash_after, **outcome)
     # Committed: now the side effects.
     for key in report.follow_up:
-        ctx.dispatch.sync(key)
+        # After an end the follow-up is the session cut: still part of ending access.
+        ctx.dispatch.sync(key, urgent=bool(report.ended))
     for grant_id in report.activated:
         ctx.dispatch.notify("grant.active", grant_id=grant_id)
     for grant_id in report.ended:

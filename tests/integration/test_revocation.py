@@ -107,6 +107,7 @@ def test_ended_grant_denies_only_that_persons_earlier_sessions_until_max_session
     assert alice_trust["Condition"]["StringEquals"] == {"sts:RoleSessionName": "alice"}
     assert statement_of(world, BOB)[0]["Condition"]["StringEquals"] == {"sts:RoleSessionName": "bob"}
     world.dispatch.syncs.clear()
+    world.dispatch.urgent_syncs.clear()
     if end == "expiry":
         world.clock.advance(minutes=10, seconds=1)
         assert world.sweep().expiring == [alice]
@@ -115,6 +116,8 @@ def test_ended_grant_denies_only_that_persons_earlier_sessions_until_max_session
     report = world.sync()
     assert report.ended == [alice] and report.follow_up == [sessions_key(world)]
     assert sessions_key(world) in world.dispatch.syncs  # the cut is woken, not left to the reconcile
+    # Ending access, the removal and then the cut, goes ahead of every other queued task.
+    assert world.dispatch.urgent_syncs == [world.target(ROLE), sessions_key(world)]
     row = world.row(alice)
     assert row.state == (EXPIRED if end == "expiry" else REVOKED)
     assert row.ended_by == {"expiry": None, "done": ALICE, "admin": ADMIN}[end]

@@ -15,6 +15,7 @@ target has no hole. Waits are bounded polls; no timing is asserted.
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -22,6 +23,8 @@ import pytest
 import redis
 
 from service.operations.sync_target import sync_target
+from service.queues import DEFAULT_QUEUE, IAM_QUEUE
+from service.task_publisher import TaskPublisher
 from tests.support.iam_truth import IamTruth
 from tests.support.live import ALICE, SHORT, WAIT, Keyturn
 
@@ -101,14 +104,20 @@ def test_redis_flushed_around_an_expiry_still_removes_access(keyturn_procs: Keyt
     converged(kt, truth)
 
 
-def test_a_restarted_worker_sweeps_at_once_without_beat(keyturn_procs: Keyturn, truth: IamTruth) -> None:
-    """No beat at all: only the worker's own start-up sweep can end a grant that expired while it was down."""
-    kt = keyturn_procs
+def active_grant_then_worker_killed(kt: Keyturn, truth: IamTruth) -> int:
+    """A short grant made active by a worker that is then SIGKILLed, with no beat: the grant outlives it."""
     worker = kt.start_worker()
     truth.baseline()
     grant = kt.grant(seconds=SHORT)
     kt.wait_state(grant, "active")
     worker.kill()
+    return grant
+
+
+def test_a_restarted_worker_sweeps_at_once_without_beat(keyturn_procs: Keyturn, truth: IamTruth) -> None:
+    """No beat at all: only the worker's own start-up sweep can end a grant that expired while it was down."""
+    kt = keyturn_procs
+    grant = active_grant_then_worker_killed(kt, truth)
     kt.wait_past_expiry(grant, margin=1.0)
     assert kt.state(grant) == "active"  # nobody has ended it
     kt.start_worker()
@@ -116,6 +125,34 @@ def test_a_restarted_worker_sweeps_at_once_without_beat(keyturn_procs: Keyturn, 
     converged(kt, truth)
     assert kt.statements_for(ALICE) == []
     assert actions(kt, grant) == ["grant.created", "grant.active", "grant.expiring", "grant.expired"]
+
+
+def test_after_an_outage_the_expiry_goes_ahead_of_a_backlog_of_iam_and_slack_work(keyturn_procs: Keyturn,
+                                                                                 truth: IamTruth) -> None:
+    """Ending access has its own queue, polled first, then other IAM work, then Slack and notifications: an
+    overdue expiry does not wait behind what piled up while the worker was down (or a flood of clicks)."""
+    kt = keyturn_procs
+    grant = active_grant_then_worker_killed(kt, truth)
+    broker = redis.Redis.from_url(kt.env["REDIS_URL"])
+    publisher = TaskPublisher(broker)
+    # Each task some milliseconds, many seconds in all. The IAM backlog syncs the role's session-cut policy,
+    # not its trust policy: a sync of the trust policy would itself end the expired grant.
+    sessions = kt.target_key().replace("trust_policy:", "role_sessions:", 1)
+    backlogs = {
+        IAM_QUEUE: [publisher.message("keyturn.sync_target", [sessions], "sync") for _ in range(300)],
+        DEFAULT_QUEUE: [publisher.message("keyturn.slack_interaction", ["list", {"user": "U0NOBODY"}], "list")
+                        for _ in range(2000)],
+    }
+    for queue, messages in backlogs.items():
+        broker.lpush(queue, *[json.dumps(m) for m in messages])
+    kt.wait_past_expiry(grant, margin=1.0)
+    kt.start_worker()
+    kt.wait_state(grant, "expired")
+    left = {queue: int(broker.llen(queue)) for queue in backlogs}
+    assert all(left[q] > len(m) // 2 for q, m in backlogs.items()), f"left when the grant ended: {left}"
+    assert kt.statements_for(ALICE) == []
+    broker.delete(*backlogs)  # the rest would only repeat a finished sync and answer nobody
+    converged(kt, truth)
 
 
 def test_two_beats_at_once_handle_an_expiry_once(keyturn_procs: Keyturn, truth: IamTruth) -> None:
