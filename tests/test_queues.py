@@ -1,5 +1,5 @@
 """Which queue each kind of work lands in (real Redis, the real Celery configuration): ending access has a
-lane of its own, ahead of other IAM work, which is ahead of Slack interactions and notifications.
+lane of its own, ahead of Slack interactions and notifications, which are ahead of the other syncs.
 tests/integration/test_worker_faults_more.py shows a real worker taking them in that order."""
 
 from __future__ import annotations
@@ -70,6 +70,6 @@ def test_sweeps_go_to_the_revoke_lane_reconciles_to_iam_and_the_rest_to_the_defa
 
 def test_a_worker_polls_the_lanes_in_order() -> None:
     conf = celery_config(Settings())
-    assert [q.name for q in conf["task_queues"]] == [REVOKE_QUEUE, IAM_QUEUE, DEFAULT_QUEUE]
+    assert [q.name for q in conf["task_queues"]] == [REVOKE_QUEUE, DEFAULT_QUEUE, IAM_QUEUE]
     # Without "priority" kombu rotates the queues round robin after each message.
     assert conf["broker_transport_options"]["queue_order_strategy"] == "priority"

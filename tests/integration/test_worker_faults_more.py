@@ -129,8 +129,8 @@ def test_a_restarted_worker_sweeps_at_once_without_beat(keyturn_procs: Keyturn, 
 
 def test_after_an_outage_the_expiry_goes_ahead_of_a_backlog_of_iam_and_slack_work(keyturn_procs: Keyturn,
                                                                                  truth: IamTruth) -> None:
-    """Ending access has its own queue, polled first, then other IAM work, then Slack and notifications: an
-    overdue expiry does not wait behind what piled up while the worker was down (or a flood of clicks)."""
+    """Ending access has its own queue, polled before Slack, notifications and the other syncs: an overdue
+    expiry does not wait behind what piled up while the worker was down (or a flood of clicks)."""
     kt = keyturn_procs
     grant = active_grant_then_worker_killed(kt, truth)
     broker = redis.Redis.from_url(kt.env["REDIS_URL"])
