@@ -27,25 +27,39 @@ class CeleryDispatcher:
 
     def __init__(self, celery_app: Any, redis_client: Any):
         self.celery, self.redis = celery_app, redis_client
-        # Its own client with short timeouts: a dead Redis must be told within Slack's 3 s, not after 5.
+        # Its own client with short timeouts: a dead Redis must be told within Slack's 3 s, even to a sender
+        # queued behind a slow write (group commit: up to two writes).
         self.publisher = TaskPublisher(
-            redis.Redis.from_url(celery_app.conf.broker_url, socket_connect_timeout=1, socket_timeout=2),
+            redis.Redis.from_url(celery_app.conf.broker_url, socket_connect_timeout=1, socket_timeout=1),
             queue=celery_app.conf.task_default_queue or "celery")
 
     def sync(self, target_key: str, *, force: bool = False, urgent: bool = False) -> None:
         # One queued sync per target and lane is enough: the sync reads the latest state when it runs. An
         # urgent one is not held back by a normal one already waiting in the slower queue.
         flag = f"keyturn:queued:{'urgent:' if urgent else ''}{target_key}"
+        flagged = False
         try:
-            if force or self.redis.set(flag, "1", nx=True, ex=QUEUED_TTL):
+            flagged = bool(self.redis.set(flag, "1", nx=True, ex=QUEUED_TTL))
+            if force or flagged:
                 self.celery.send_task("keyturn.sync_target", args=[target_key],
                                       queue=REVOKE_QUEUE if urgent else IAM_QUEUE)
         except Exception:
             # The change is committed and its target marked dirty: the sweeper re-sends the wake-up.
             log.exception("could not enqueue sync", extra={"target": target_key})
+            if flagged:  # a flag without its task would hold back the next wake-ups for QUEUED_TTL
+                self._unflag(flag)
+
+    def _unflag(self, flag: str) -> None:
+        try:
+            self.redis.delete(flag)
+        except Exception:
+            log.warning("could not clear a queued flag", extra={"flag": flag})
 
     def clear_queued(self, target_key: str) -> None:
-        self.redis.delete(f"keyturn:queued:{target_key}", f"keyturn:queued:urgent:{target_key}")
+        try:
+            self.redis.delete(f"keyturn:queued:{target_key}", f"keyturn:queued:urgent:{target_key}")
+        except Exception:  # the sync runs anyway; a stale flag only delays wake-ups until its TTL
+            log.warning("could not clear the queued flags", extra={"target": target_key})
 
     def notify(self, event: str, **ids: Any) -> None:
         try:

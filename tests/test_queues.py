@@ -73,3 +73,13 @@ def test_a_worker_polls_the_lanes_in_order() -> None:
     assert [q.name for q in conf["task_queues"]] == [REVOKE_QUEUE, DEFAULT_QUEUE, IAM_QUEUE]
     # Without "priority" kombu rotates the queues round robin after each message.
     assert conf["broker_transport_options"]["queue_order_strategy"] == "priority"
+
+
+def test_a_wake_up_that_could_not_be_sent_does_not_hold_back_the_next(lanes: Any) -> None:
+    dispatch, client = lanes
+    dead = Celery("dead")
+    dead.config_from_object({**celery_config(Settings()), "broker_url": "redis://127.0.0.1:1/0"})
+    CeleryDispatcher(dead, client).sync(KEY, urgent=True)  # logged, not raised: the sweeper re-sends it
+    assert client.get(f"keyturn:queued:urgent:{KEY}") is None  # no flag left without its task
+    dispatch.sync(KEY, urgent=True)  # the next wake-up goes out at once, not after the flag's TTL
+    assert depths(client)[REVOKE_QUEUE] == 1

@@ -13,7 +13,7 @@ from service.core.states import RequestState
 from service.operations.context import Context, NotFound, Refused
 from service.operations.granting import create_grant
 from service.store import repo
-from service.store.models import Approval
+from service.store.models import AccessRequest, Approval, Grant
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,10 @@ def decide_request(
                                  client_token)
     # Committed: now the side effects.
     if isinstance(outcome, Refused):
+        if client_token and outcome.reason is not Reason.WRONG_TEAM:
+            redelivered = _cast_with(ctx, request_id, approver, client_token)
+            if redelivered is not None:
+                return redelivered
         if outcome.reason in AUDITED_REFUSALS:
             ctx.dispatch.notify("vote.refused", request_id=request_id, actor=approver, reason=outcome.reason.value)
         raise outcome
@@ -50,6 +54,36 @@ def decide_request(
     return result
 
 
+def _cast_with(ctx: Context, request_id: int, approver: str, client_token: str) -> Decided | None:
+    """The same interaction delivered again after its vote counted (a worker died after the commit): no
+    second vote, and its wake-ups are sent again, since the first delivery may have died before sending
+    them (the sync is de-duplicated; the notifier may repeat a message, it never loses one)."""
+    with ctx.store() as session:
+        vote = session.execute(select(Approval).where(
+            Approval.request_id == request_id, Approval.approver == approver,
+            Approval.client_token == client_token)).scalar_one_or_none()
+        if vote is None:
+            return None
+        request = session.get(AccessRequest, request_id)
+        if request is None or request.state not in DECIDABLE:
+            return None  # moved on since (timed out, cancelled): the refusal stands
+        grant = session.execute(select(Grant).where(Grant.request_id == request_id)).scalar_one_or_none()
+        approvals = len(session.execute(select(Approval.id).where(
+            Approval.request_id == request_id, Approval.vote == Vote.APPROVE.value)).all())
+        state, break_glass = RequestState(request.state), bool(request.break_glass)
+        grant_id, target_key = (grant.id, grant.target_key) if grant else (None, None)
+    if target_key:
+        ctx.dispatch.sync(target_key)
+    if state is RequestState.PENDING:
+        ctx.dispatch.notify("request.vote", request_id=request_id)
+        outcome = Outcome.RECORDED
+    else:
+        ctx.dispatch.notify("request.decided", request_id=request_id, break_glass=break_glass)
+        outcome = Outcome.APPROVED if state is RequestState.APPROVED else Outcome.DENIED
+    return Decided(request_id, outcome, approvals, grant_id, break_glass)
+
+
+DECIDABLE = frozenset(s.value for s in (RequestState.PENDING, RequestState.APPROVED, RequestState.DENIED))
 AUDITED_REFUSALS = frozenset({Reason.NOT_AN_APPROVER, Reason.SELF_APPROVAL, Reason.BREAK_GLASS_NEEDS_REASON})
 
 

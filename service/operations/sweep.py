@@ -78,8 +78,9 @@ def sweep(ctx: Context, *, resend_after: timedelta = timedelta(seconds=10), limi
         report.resent = sorted(set(lost) - to_sync)
         to_sync.update(lost)
     for key in sorted(to_sync):
-        # A target dirty for long lost its wake-up (or its queued flag did): send past the de-duplication.
-        ctx.dispatch.sync(key, force=key in report.resent, urgent=key in ending)
+        # A target dirty for long lost its wake-up (or its queued flag did): send past the de-duplication,
+        # in the first lane (it may be a revocation whose own wake-up was lost; there are few of these).
+        ctx.dispatch.sync(key, force=key in lost, urgent=key in ending or key in lost)
     for request_id in report.timed_out:
         ctx.dispatch.notify("request.decided", request_id=request_id)
     for request_id in report.reminded:

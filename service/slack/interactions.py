@@ -25,7 +25,7 @@ from service.operations.context import Context, NotFound, Refused
 from service.operations.decide_request import decide_request
 from service.operations.request_access import request_access
 from service.slack.text import esc, seconds, slack_date
-from service.store.models import AccessRequest, Approval, Grant
+from service.store.models import AccessRequest, Grant
 
 log = logging.getLogger(__name__)
 
@@ -84,20 +84,10 @@ def _list(ctx: Context, p: dict[str, Any], answer: Answer) -> None:
 def _approve(ctx: Context, p: dict[str, Any], answer: Answer) -> None:
     # Success needs no answer: the approvers' message itself changes (the notifier updates it).
     request_id = int(p["request_id"])
-    try:
-        decide_request(ctx, request_id=request_id, approver=p["user"], vote=Vote.APPROVE, team_id=p.get("team"),
-                       client_token=p.get("token"))
-    except Refused:
-        if p.get("token") and _cast_by(ctx, request_id, p["user"], p["token"]):
-            return  # a redelivery of this very click, whose vote already counted: nothing to refuse
-        raise  # a second click by the same approver is told "already approved"
-
-
-def _cast_by(ctx: Context, request_id: int, approver: str, token: str) -> bool:
-    with ctx.store() as session:
-        return session.execute(select(Approval.id).where(
-            Approval.request_id == request_id, Approval.approver == approver,
-            Approval.client_token == token)).first() is not None
+    # A redelivery of this very click (same trigger id) whose vote already counted is not refused: the use
+    # case sends its wake-ups again. A second click by the same approver is told "already approved".
+    decide_request(ctx, request_id=request_id, approver=p["user"], vote=Vote.APPROVE, team_id=p.get("team"),
+                   client_token=p.get("token"))
 
 
 HANDLERS: dict[str, Callable[[Context, dict[str, Any], Answer], None]] = {

@@ -157,6 +157,8 @@ def test_a_redelivered_approve_whose_vote_counted_is_not_answered_as_a_refusal(q
     assert queued.count(Approval) == 1 and queued.request(request_id).state == "pending"
     assert queued.replies("appr") == []
     assert payload["token"]  # the click's trigger id, kept on the vote
+    # The first delivery may have died before sending its wake-ups: each delivery sends them.
+    assert queued.notes("request.vote") == [("request.vote", {"request_id": request_id})] * 2
     # A second click by the same approver is a new interaction: it is told its vote already counted.
     queued.click("approve_request", request_id, APPR1, key="again")
     again = queued.dispatch.interactions[-1][1]
@@ -168,3 +170,16 @@ def test_a_redelivered_approve_whose_vote_counted_is_not_answered_as_a_refusal(q
     run_interaction(queued.ctx, "approve", queued.dispatch.interactions[-1][1],
                     slack_answer(queued.dispatch.interactions[-1][1], None))
     assert len(queued.replies("mallory")) == 1
+
+
+def test_a_redelivered_deciding_approve_sends_the_decision_and_the_sync_again(queued: SlackWorld) -> None:
+    request_id = queued.file("ops-read")  # one approval decides
+    queued.click("approve_request", request_id, APPR1, key="appr")
+    ((kind, payload),) = queued.dispatch.interactions
+    for _ in range(2):  # the worker died after the commit, before (or after) sending the wake-ups
+        run_interaction(queued.ctx, kind, payload, slack_answer(payload, None))
+    assert queued.request(request_id).state == "approved" and queued.count(Approval) == 1
+    assert queued.replies("appr") == []
+    assert len(queued.notes("request.decided")) == 2
+    target = queued.dispatch.syncs[-1]
+    assert queued.dispatch.syncs == [target, target]  # the worker's dispatcher de-duplicates the second
