@@ -39,8 +39,10 @@ def sweep(ctx: Context, *, resend_after: timedelta = timedelta(seconds=10), limi
                                end_reason=EndReason.EXPIRED.value, end_requested_at=now):
                 report.expiring.append(g.id)
                 repo.mark_dirty(session, g.target_key, now)
+                # As sync's own expiry check says it (sync_state.prepare): still provisioning = never in IAM.
                 repo.audit(session, at=now, actor="keyturn", action="grant.expiring", grant_id=g.id,
-                           request_id=g.request_id, target_key=g.target_key)
+                           request_id=g.request_id, target_key=g.target_key,
+                           never_written=g.state == GrantState.PROVISIONING.value or None)
                 to_sync.add(g.target_key)
                 ending.add(g.target_key)
         stale_before = now - ctx.catalog.request_timeout

@@ -122,6 +122,8 @@ def test_grant_expired_before_any_sync_is_never_written(world: World, sweep_firs
     assert world.trust() == before
     assert world.state(grant_id) == EXPIRED
     assert world.audits("grant.active") == [] and world.audits("iam.write") == []
+    [expiring] = world.audits("grant.expiring")  # whichever of sweep and sync saw the expiry says so
+    assert expiring.detail.get("never_written") is True
 
 
 def test_overlapping_grants_keep_the_latest_expiry(world: World) -> None:
