@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from service.catalog import Strategy
-from service.core.states import LIVE_GRANT_STATES, EndReason, GrantState, RequestState
+from service.core.states import LIVE_GRANT_STATES, RequestState
 from service.core.targets import TargetKind, TargetRef
 from service.operations.context import Context
 from service.store import repo
@@ -28,23 +28,16 @@ def sweep(ctx: Context, *, resend_after: timedelta = timedelta(seconds=10), limi
     now = ctx.now()
     report = SweepReport()
     to_sync: set[str] = set()
-    ending: set[str] = set()  # targets whose syncs end access: sent ahead of other work
     with ctx.store.begin() as session:
         due = session.execute(
             select(Grant).where(Grant.state.in_([s.value for s in LIVE_GRANT_STATES]), Grant.expires_at <= now)
             .order_by(Grant.expires_at).limit(limit)
         ).scalars().all()
         for g in due:
-            if repo.move_grant(session, g.id, GrantState(g.state), GrantState.ENDING,
-                               end_reason=EndReason.EXPIRED.value, end_requested_at=now):
+            if repo.expire_grant(session, g, now):
                 report.expiring.append(g.id)
                 repo.mark_dirty(session, g.target_key, now)
-                # As sync's own expiry check says it (sync_state.prepare): still provisioning = never in IAM.
-                repo.audit(session, at=now, actor="keyturn", action="grant.expiring", grant_id=g.id,
-                           request_id=g.request_id, target_key=g.target_key,
-                           never_written=g.state == GrantState.PROVISIONING.value or None)
                 to_sync.add(g.target_key)
-                ending.add(g.target_key)
         stale_before = now - ctx.catalog.request_timeout
         stale = session.execute(
             select(AccessRequest.id).where(AccessRequest.state == RequestState.PENDING.value,
@@ -80,9 +73,9 @@ def sweep(ctx: Context, *, resend_after: timedelta = timedelta(seconds=10), limi
         report.resent = sorted(set(lost) - to_sync)
         to_sync.update(lost)
     for key in sorted(to_sync):
-        # A target dirty for long lost its wake-up (or its queued flag did): send past the de-duplication,
-        # in the first lane (it may be a revocation whose own wake-up was lost; there are few of these).
-        ctx.dispatch.sync(key, force=key in lost, urgent=key in ending or key in lost)
+        # Every sync the sweeper sends is urgent: it ends an expired grant, or re-sends a lost wake-up that
+        # may be a revocation's (few). A lost one is sent past the de-duplication (its flag may be stale).
+        ctx.dispatch.sync(key, force=key in lost, urgent=True)
     for request_id in report.timed_out:
         ctx.dispatch.notify("request.decided", request_id=request_id)
     for request_id in report.reminded:

@@ -61,11 +61,7 @@ def prepare(ctx: Context, target_key: str, now: datetime) -> list[GrantSnap]:
     with ctx.store.begin() as session:
         for g in repo.grants_for_target(session, target_key):
             if g.state in {s.value for s in LIVE_GRANT_STATES} and g.expires_at <= now:
-                if repo.move_grant(session, g.id, GrantState(g.state), GrantState.ENDING,
-                                   end_reason=EndReason.EXPIRED.value, end_requested_at=now):
-                    repo.audit(session, at=now, actor="keyturn", action="grant.expiring", grant_id=g.id,
-                               request_id=g.request_id, target_key=target_key,
-                               never_written=g.state == GrantState.PROVISIONING.value or None)
+                repo.expire_grant(session, g, now)
         session.flush()
         session.expire_all()
         return [_snap(g) for g in repo.grants_for_target(session, target_key)]

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from service.core.states import (
     ENDING_GRANT_STATES,
     LIVE_GRANT_STATES,
+    EndReason,
     GrantState,
     RequestState,
     can_grant_move,
@@ -75,6 +76,18 @@ def move_grant(session: Session, grant_id: int, src: GrantState, dst: GrantState
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def expire_grant(session: Session, grant: Grant, now: datetime) -> bool:
+    """Move a live grant past its expiry to ending, audited; True only for the caller that moved it. One
+    still provisioning was never confirmed in IAM, and the audit says so (never_written)."""
+    if not move_grant(session, grant.id, GrantState(grant.state), GrantState.ENDING,
+                      end_reason=EndReason.EXPIRED.value, end_requested_at=now):
+        return False
+    audit(session, at=now, actor="keyturn", action="grant.expiring", grant_id=grant.id,
+          request_id=grant.request_id, target_key=grant.target_key,
+          never_written=grant.state == GrantState.PROVISIONING.value or None)
+    return True
 
 
 def mark_dirty(session: Session, target_key: str, now: datetime) -> None:
