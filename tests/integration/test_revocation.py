@@ -97,6 +97,23 @@ def test_a_revocation_whose_wake_up_was_lost_is_resent_in_the_first_lane(world: 
     assert world.state(alice) == REVOKED and statement_of(world, ALICE) == []
 
 
+def test_after_an_outage_the_sweep_wakes_expired_grants_targets_before_other_lost_ones(world: World) -> None:
+    alice = world.grant(ALICE, ROLE, timedelta(minutes=10))
+    assert world.sync().follow_up == [sessions_key(world)]  # the lift of alice's cut: left dirty, say lost
+    erin = world.grant(ERIN, ROLE)
+    world.sync()
+    world.revoke(erin)  # an earlier revocation whose wake-up was lost too
+    world.dispatch.urgent_syncs.clear()
+    world.clock.advance(minutes=10, seconds=1)
+    report = world.sweep()
+    assert report.expiring == [alice] and sessions_key(world) in report.resent
+    # "role_sessions:…" sorts before "trust_policy:…": in key order the cut's sync would have gone first.
+    assert sessions_key(world) < world.target(ROLE)
+    assert world.dispatch.urgent_syncs == [world.target(ROLE), sessions_key(world)]
+    world.sync()
+    assert world.state(alice) == EXPIRED and world.state(erin) == REVOKED
+
+
 # ---- 1. live sessions ------------------------------------------------------------------------------
 @pytest.mark.parametrize("end", ["expiry", "done", "admin"])
 def test_ended_grant_denies_only_that_persons_earlier_sessions_until_max_session(world: World, end: str) -> None:
