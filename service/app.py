@@ -7,6 +7,7 @@ import re
 import uuid
 
 from flask import Flask, Response, g, jsonify, request
+from slack_sdk import WebClient
 from sqlalchemy import text
 
 from service.logs import request_id_var, setup_logging
@@ -16,8 +17,12 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
-    """Build the Flask app and its Celery app; refuses to start on an invalid catalogue."""
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None, http: bool = True) -> Flask:
+    """Build the Flask app and its Celery app; refuses to start on an invalid catalogue.
+
+    http=False (the worker, beat) leaves out the routes, Bolt and the REST API: a worker restarted after an
+    outage has overdue revocations waiting, and those imports were a tenth of its boot (bench/RESULTS.md).
+    """
     from workers.celery_app import celery_init_app
 
     settings = settings or Settings.from_env()
@@ -26,7 +31,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     celery_app = celery_init_app(app, settings)
     rt = runtime or build_runtime(settings, celery_app=celery_app)
     app.extensions["keyturn"] = rt
-    _mount_slack(app, settings, rt)
+    client = _mount_notifier(app, settings, rt)
+    if not http:
+        return app
+    _mount_slack(app, settings, rt, client)
     _mount_observability(app, rt)
     from service.api.rest import register_api
 
@@ -58,23 +66,30 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     return app
 
 
-def _mount_slack(app: Flask, settings: Settings, rt: Runtime) -> None:
-    """POST /slack/events for commands, interactivity and events; the notifier for the workers."""
-    from slack_bolt.adapter.flask import SlackRequestHandler
-
-    from service.slack.bolt_app import build_bolt_app, make_web_client
+def _mount_notifier(app: Flask, settings: Settings, rt: Runtime) -> WebClient:
+    """The Slack Web API client, user-group lookups for approvers, and the notifier the workers use."""
     from service.slack.groups import UserGroups
     from service.slack.notifier import SlackNotifier
+    from service.slack.web_client import make_web_client
 
     client = make_web_client(settings)
     approver_groups = frozenset(a for r in rt.catalog.roles.values() for a in r.approvers if a.startswith("S"))
     if approver_groups and settings.slack_bot_token:
         rt.ctx.groups_of = UserGroups(client, approver_groups).groups_of
-    bolt = build_bolt_app(settings, rt.ctx, client)
-    handler = SlackRequestHandler(bolt)
     if settings.slack_bot_token:
         # Without a token (the demo, a dry run) notifications are only logged: nothing calls out.
         app.extensions["keyturn.notifier"] = SlackNotifier(client, rt.ctx.store, rt.catalog)
+    return client
+
+
+def _mount_slack(app: Flask, settings: Settings, rt: Runtime, client: WebClient) -> None:
+    """POST /slack/events for commands, interactivity and events."""
+    from slack_bolt.adapter.flask import SlackRequestHandler
+
+    from service.slack.bolt_app import build_bolt_app
+
+    bolt = build_bolt_app(settings, rt.ctx, client)
+    handler = SlackRequestHandler(bolt)
 
     @app.post("/slack/events")
     def slack_events() -> Response:

@@ -51,3 +51,21 @@ def test_a_valid_catalogue_lets_the_web_process_start(tmp_path: Path) -> None:
     started = subprocess.run(ENTRY_POINTS["web (gunicorn's service.wsgi:app)"], cwd=REPO, capture_output=True,
                              text=True, timeout=60, env=_env(example, tmp_path))
     assert started.returncode == 0, started.stderr
+
+
+def test_the_worker_builds_no_http_surface_and_keeps_the_notifier(tmp_path: Path) -> None:
+    # A worker restarted after an outage has overdue revocations waiting: its boot leaves out Bolt, the REST
+    # API and the routes (a quarter of it, bench/RESULTS.md), but not what its tasks use.
+    probe = ("import sys, workers.main as m; app = m.flask_app; "
+             "print(sorted(r.rule for r in app.url_map.iter_rules()), 'keyturn.notifier' in app.extensions, "
+             "'keyturn' in app.extensions, 'slack_bolt' in sys.modules, 'service.api.rest' in sys.modules)")
+    env = {**_env(REPO / "config" / "catalog.example.yaml", tmp_path), "SLACK_BOT_TOKEN": "xoxb-test"}
+    worker = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60,
+                            env=env)
+    assert worker.returncode == 0, worker.stderr
+    assert worker.stdout.split() == ["['/static/<path:filename>']", "True", "True", "False", "False"]
+    web = subprocess.run([sys.executable, "-c", "import service.wsgi as w; "
+                          "print(sorted(r.rule for r in w.app.url_map.iter_rules()))"],
+                         cwd=REPO, capture_output=True, text=True, timeout=60, env=env)
+    assert web.returncode == 0, web.stderr
+    assert "/slack/events" in web.stdout and "/api/v1/requests" in web.stdout

@@ -11,7 +11,7 @@ from service.app import create_app
 
 log = logging.getLogger(__name__)
 
-flask_app = create_app()
+flask_app = create_app(http=False)  # no routes, Bolt or REST API: a quicker boot (service/app.py)
 celery_app = flask_app.extensions["celery"]
 
 

@@ -11,7 +11,6 @@ from typing import Any
 
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from service.operations.context import Context
 from service.settings import Settings
@@ -21,20 +20,13 @@ from service.slack.listeners import approvals, command, home, requester
 log = logging.getLogger(__name__)
 
 
-def make_web_client(settings: Settings) -> WebClient:
-    """The one Slack Web API client; honours 429 Retry-After a few times before giving up."""
-    token = settings.slack_bot_token or "xoxb-not-configured"
-    client = WebClient(token=token, base_url=settings.slack_api_url, timeout=10)
-    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=3))
-    return client
-
-
 def build_bolt_app(settings: Settings, ctx: Context, client: WebClient) -> App:
     # Listeners run on the request's own thread and the answer goes out when they return: no hand-off to
     # Bolt's small listener pool and its 10 ms polling for ack() (bench/RESULTS.md). So a listener does only
     # quick local work before it returns; slow work is queued for workers (interactions.queue) and Slack
     # calls that must not delay the acknowledgement go through context["after_ack"].
     app = App(
+        name="keyturn",  # without a name Bolt reads it off inspect.stack(): a tenth of a second at every start
         signing_secret=settings.slack_signing_secret or "unset-refuses-every-request",
         client=client,
         token_verification_enabled=False,
