@@ -223,8 +223,10 @@ def main() -> None:
     parser.add_argument("--worker-nice", type=int, default=WORKER_NICE)
     parser.add_argument("--web-workers", type=int, default=StackConfig.web_workers)
     parser.add_argument("--web-threads", type=int, default=StackConfig.web_threads)
+    parser.add_argument("--web-worker-class", default=StackConfig.web_worker_class)
     args = parser.parse_args()
-    config = StackConfig(web_workers=args.web_workers, web_threads=args.web_threads)
+    config = StackConfig(web_workers=args.web_workers, web_threads=args.web_threads,
+                         web_worker_class=args.web_worker_class)
     print(config.describe())
     with Stack(config) as stack:
         result = run(stack, duration=args.duration, levels=tuple(int(x) for x in args.levels.split(",")),

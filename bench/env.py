@@ -47,6 +47,7 @@ REDIS_BASE = os.environ.get("KEYTURN_BENCH_REDIS_URL") or "redis://127.0.0.1:637
 class StackConfig:
     web_workers: int = 2
     web_threads: int = 4
+    web_worker_class: str = "gthread"  # or "gevent"
     worker_pool: str = "prefork"  # or "solo"
     worker_concurrency: int = 2
     sweep_interval: str = "1s"
@@ -60,7 +61,8 @@ class StackConfig:
     def describe(self) -> str:
         pool = (f"prefork pool, concurrency {self.worker_concurrency}" if self.worker_pool == "prefork"
                 else "solo pool (one task at a time)")
-        return (f"gunicorn `service.wsgi:app`, {self.web_workers} gthread workers x {self.web_threads} threads; "
+        return (f"gunicorn `service.wsgi:app`, {self.web_workers} {self.web_worker_class} workers x "
+                f"{self.web_threads} threads; "
                 f"one Celery worker ({pool}); Celery beat, KEYTURN_SWEEP_INTERVAL={self.sweep_interval}; "
                 f"{'PostgreSQL' if self.database == 'postgresql' else 'SQLite'}; log level {self.log_level}"
                 + (f"; Celery worker at nice {self.worker_nice}" if self.worker_nice else ""))
@@ -227,7 +229,7 @@ class Stack(StackClients):
     def start_web(self) -> None:
         c = self.config
         self.web = ManagedProcess(
-            [PY, "-m", "gunicorn", "service.wsgi:app", "-k", "gthread", "-w", str(c.web_workers),
+            [PY, "-m", "gunicorn", "service.wsgi:app", "-k", c.web_worker_class, "-w", str(c.web_workers),
              "--threads", str(c.web_threads), "-b", f"127.0.0.1:{self.web_port}", "--backlog", "2048",
              "--keep-alive", "30", "--log-level", "warning", "--graceful-timeout", "5"],
             self.logs / "web.log", env=self.env(), name="web").start()
