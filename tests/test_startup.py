@@ -55,7 +55,7 @@ def test_a_valid_catalogue_lets_the_web_process_start(tmp_path: Path) -> None:
 
 def test_the_worker_builds_no_http_surface_and_keeps_the_notifier(tmp_path: Path) -> None:
     # A worker restarted after an outage has overdue revocations waiting: its boot leaves out Bolt, the REST
-    # API and the routes (a quarter of it, bench/RESULTS.md), but not what its tasks use.
+    # API and the routes (bench/RESULTS.md, revocation), but not what its tasks use.
     probe = ("import sys, workers.main as m; app = m.flask_app; "
              "print(sorted(r.rule for r in app.url_map.iter_rules()), 'keyturn.notifier' in app.extensions, "
              "'keyturn' in app.extensions, 'slack_bolt' in sys.modules, 'service.api.rest' in sys.modules)")

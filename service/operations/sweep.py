@@ -65,15 +65,16 @@ def sweep(ctx: Context, *, resend_after: timedelta = timedelta(seconds=10), limi
             ).rowcount  # type: ignore[attr-defined]
             if moved:
                 report.reminded.append(req.id)
-        lost = session.execute(
+        lost = set(session.execute(
             # A failing target is already in a retry chain with backoff; re-sending would multiply it.
             select(Target.key).where(Target.dirty_since.is_not(None), Target.dirty_since <= now - resend_after,
                                      Target.failures == 0)
-        ).scalars().all()
-        report.resent = sorted(set(lost) - to_sync)
+        ).scalars().all())
+        report.resent = sorted(lost - to_sync)
         to_sync.update(lost)
         # Ending grants' targets first, then the other lost ones (session cuts, grants being given): after an
         # outage the latter can be many, and in key order they came first (bench/RESULTS.md, revocation).
+        # A lost session cut waits behind the removals, as it does when nothing is lost: the cut follows them.
         ending = set(session.execute(
             select(Grant.target_key).where(Grant.state == GrantState.ENDING.value).distinct()
         ).scalars().all()) & to_sync

@@ -26,7 +26,9 @@ def build_bolt_app(settings: Settings, ctx: Context, client: WebClient) -> App:
     # quick local work before it returns; slow work is queued for workers (interactions.queue) and Slack
     # calls that must not delay the acknowledgement go through context["after_ack"].
     app = App(
-        name="keyturn",  # without a name Bolt reads it off inspect.stack(): a tenth of a second at every start
+        # Without a name Bolt reads it off inspect.stack(): a tenth of a second at every start. Bolt sets its
+        # logger's level on every request, so the name must not be one of ours ("keyturn" is the audit's parent).
+        name="keyturn-slack",
         signing_secret=settings.slack_signing_secret or "unset-refuses-every-request",
         client=client,
         token_verification_enabled=False,

@@ -100,17 +100,20 @@ def test_a_revocation_whose_wake_up_was_lost_is_resent_in_the_first_lane(world: 
 def test_after_an_outage_the_sweep_wakes_expired_grants_targets_before_other_lost_ones(world: World) -> None:
     alice = world.grant(ALICE, ROLE, timedelta(minutes=10))
     assert world.sync().follow_up == [sessions_key(world)]  # the lift of alice's cut: left dirty, say lost
-    erin = world.grant(ERIN, ROLE)
-    world.sync()
-    world.revoke(erin)  # an earlier revocation whose wake-up was lost too
+    erin = world.grant(ERIN, "ops-mfa")
+    world.sync(target_key=world.target("ops-mfa"))
+    world.revoke(erin)  # an earlier revocation, on another role, whose wake-up was lost too
     world.dispatch.urgent_syncs.clear()
     world.clock.advance(minutes=10, seconds=1)
     report = world.sweep()
     assert report.expiring == [alice] and sessions_key(world) in report.resent
-    # "role_sessions:…" sorts before "trust_policy:…": in key order the cut's sync would have gone first.
-    assert sessions_key(world) < world.target(ROLE)
-    assert world.dispatch.urgent_syncs == [world.target(ROLE), sessions_key(world)]
+    mfa_sessions = sessions_target(world.catalog.roles["ops-mfa"].account, "OpsMfa").key
+    # In key order "role_sessions:…" came before both "trust_policy:…" removals.
+    assert sessions_key(world) < world.target(ROLE) < world.target("ops-mfa")
+    assert world.dispatch.urgent_syncs == [world.target(ROLE), world.target("ops-mfa"),  # access ending
+                                           sessions_key(world), mfa_sessions]  # then the lost lifts
     world.sync()
+    world.sync(target_key=world.target("ops-mfa"))
     assert world.state(alice) == EXPIRED and world.state(erin) == REVOKED
 
 
