@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ack_latency, approval_to_access, contention, profile, revocation_lag, scale
+from bench import ack_latency, approval_to_access, contention, profile, revocation_lag, scale, speed
 from bench.env import Stack, StackConfig
 from bench.measure import BusySampler
 
@@ -226,6 +226,7 @@ def report(results: list[dict[str, Any]], profiles: list[dict[str, Any]], meta: 
             f"{', '.join('`' + d[3:] + '`' for d in dirty)}" if dirty else ""),
         f"* **machine:** {m['cores']} cores ({m['model']}), {m['memory_gib']:.1f} GiB memory, Linux {m['kernel']}, "
         f"Python {m['python']}",
+        f"* **machine speed:** {speed.describe(meta.get('speed_start'), meta.get('speed_end'))}",
         f"* **stack:** {meta['stack']}; moto server behind the counting/throttling IAM proxy; fake Slack Web API; "
         f"Redis db 14 on the local server; a fresh PostgreSQL database; everything on loopback on this machine",
         f"* **load generator:** {meta['loadgen']}",
@@ -286,6 +287,7 @@ def main() -> None:
                         help="measure nothing: rewrite the report from its .json (e.g. after editing the notes)")
     args = parser.parse_args()
     output = args.output or (HERE / ("RESULTS-quick.md" if args.quick else "RESULTS.md"))
+    output.parent.mkdir(parents=True, exist_ok=True)
     if args.rerender:
         saved = json.loads(output.with_suffix(".json").read_text())
         saved["meta"]["notes"] = args.notes.read_text() if args.notes.exists() else ""
@@ -302,6 +304,7 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     profiles: list[dict[str, Any]] = []
     with Stack(config) as stack:
+        speed_start = speed.measure({**os.environ, **stack.env()})
         for b in chosen:
             print(f"bench: {b.title} ...", flush=True)
             entry: dict[str, Any] = {"key": b.key, "title": b.title, "target": b.target}
@@ -326,11 +329,13 @@ def main() -> None:
             if p.get("file") and Path(p["file"]).exists():
                 shutil.copy(p["file"], output.parent / f"{output.stem}-{Path(p['file']).name}")
         stack_desc = config.describe()
+        speed_end = speed.measure({**os.environ, **stack.env()})
     meta = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "quick": args.quick, "command": command_line(),
         "commit": _git("rev-parse", "HEAD"),
         "dirty": _git("status", "--porcelain", "--untracked-files=no", "--", "service", "workers").splitlines(),
-        "machine": machine(), "stack": stack_desc, "tools": tool_versions(),
+        "machine": machine(), "speed_start": speed_start, "speed_end": speed_end,
+        "stack": stack_desc, "tools": tool_versions(),
         "loadgen": (f"{tool_versions().get('wrk', 'wrk')} (Debian package `wrk`, C, 2 threads, with "
                     "bench/slack_requests.lua; `make bench` installs it when missing) for the ack benchmark; "
                     "Python `requests` threads for the click benchmarks"),
