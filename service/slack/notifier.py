@@ -15,7 +15,7 @@ from service.core.rules import Vote
 from service.core.states import LIVE_GRANT_STATES, RequestState
 from service.slack import views
 from service.slack.text import esc, seconds, slack_date
-from service.store.models import AccessRequest, Approval, Grant, SlackMessage
+from service.store.models import AccessRequest, Approval, Grant, ProcessedEvent, SlackMessage
 
 log = logging.getLogger(__name__)
 # The requester's own state changed: their App Home (if they look at it) must show it without a reopen.
@@ -70,13 +70,33 @@ class SlackNotifier:
             users.update(self.client.usergroups_users_list(usergroup=group).get("users", []))
         return sorted(users)
 
-    def _dm(self, user: str, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
-        self.client.chat_postMessage(channel=user, text=text, blocks=blocks or [views.section(text)])
+    def _dm(self, user: str, text: str, blocks: list[dict[str, Any]] | None = None, *, once: str = "") -> None:
+        self._once(once, lambda: self.client.chat_postMessage(channel=user, text=text,
+                                                              blocks=blocks or [views.section(text)]))
 
-    def _audit(self, text: str) -> None:
+    def _audit(self, text: str, *, once: str = "") -> None:
         if self.catalog.audit_channel:
-            self.client.chat_postMessage(channel=self.catalog.audit_channel, text=text,
-                                         blocks=[views.section(text)])
+            self._once(once, lambda: self.client.chat_postMessage(channel=self.catalog.audit_channel, text=text,
+                                                                  blocks=[views.section(text)]))
+
+    def _once(self, key: str, send: Callable[[], Any]) -> None:
+        """Send at most once per key (an event, its subject, the recipient) across the task's retries and
+        redeliveries: a notification that failed halfway, or a redelivered filing or Approve, repeats what it
+        already said otherwise. Recorded after sending, so a crash in between repeats a message, never loses
+        it. An empty key always sends."""
+        if not key:
+            send()
+            return
+        key = "notice:" + key
+        with self.store() as session:
+            if session.get(ProcessedEvent, key) is not None:
+                return
+        send()
+        try:
+            with self.store.begin() as session:
+                session.add(ProcessedEvent(event_id=key, at=self.now()))
+        except IntegrityError:
+            pass  # a concurrent delivery sent it too
 
     def _update_approvers(self, request_id: int) -> None:
         req, approvals, messages = self._request(request_id)
@@ -100,7 +120,8 @@ class SlackNotifier:
             except IntegrityError:
                 pass
         self._dm(req.requester, f"Your request #{req.id} for `{req.role_id}` "
-                                f"({seconds(req.duration_seconds)}) is waiting for approval.")
+                                f"({seconds(req.duration_seconds)}) is waiting for approval.",
+                 once=f"request.filed:{req.id}:requester")
 
     def _self_ok(self, req: AccessRequest) -> bool:
         role = self.catalog.role(req.role_id)
@@ -132,11 +153,11 @@ class SlackNotifier:
         line = f"Your request #{req.id} for `{req.role_id}` " + words.get(req.state, req.state).format(who=who)
         if req.decision_note and req.state == RequestState.DENIED.value:
             line += f"\n> {esc(req.decision_note)}"
-        self._dm(req.requester, line)
+        self._dm(req.requester, line, once=f"request.decided:{req.id}:requester")
         alarm = ":rotating_light: *BREAK-GLASS* self-approval: " if req.break_glass else ""
         note = f" — {esc(req.decision_note)}" if req.decision_note else ""
         self._audit(f"{alarm}Request #{req.id} by <@{req.requester}> for `{req.role_id}`: {req.state} "
-                    f"by {who}{note}")
+                    f"by {who}{note}", once=f"request.decided:{req.id}:audit")
 
     def _grant(self, grant_id: int) -> Grant:
         with self.store() as session:
@@ -148,9 +169,9 @@ class SlackNotifier:
     def on_grant_active(self, grant_id: int) -> None:
         grant = self._grant(grant_id)
         text, blocks = views.granted_message(grant, self.catalog, self.now())
-        self.client.chat_postMessage(channel=grant.requester, text=text, blocks=blocks)
+        self._dm(grant.requester, text, blocks, once=f"grant.active:{grant.id}:requester")
         self._audit(f"Grant {grant.id}: <@{grant.requester}> has `{grant.role_id}` until "
-                    f"{grant.expires_at:%Y-%m-%d %H:%M:%S} UTC")
+                    f"{grant.expires_at:%Y-%m-%d %H:%M:%S} UTC", once=f"grant.active:{grant.id}:audit")
 
     def on_grant_ended(self, grant_id: int) -> None:
         grant = self._grant(grant_id)
@@ -163,18 +184,23 @@ class SlackNotifier:
             ).order_by(Grant.expires_at.desc())).scalars().first()
         if later is not None:
             self._dm(grant.requester, f"Your grant {grant.id} of `{grant.role_id}` {how}; you still have access "
-                                      f"until {slack_date(later.expires_at)} (grant {later.id}).")
+                                      f"until {slack_date(later.expires_at)} (grant {later.id}).",
+                     once=f"grant.ended:{grant.id}:requester")
             self._audit(f"Grant {grant.id} of `{grant.role_id}` to <@{grant.requester}> {how}; "
-                        f"grant {later.id} continues")
+                        f"grant {later.id} continues", once=f"grant.ended:{grant.id}:audit")
             return
-        self._dm(grant.requester, f"Your access to `{grant.role_id}` {how}; IAM no longer lets you in.")
-        self._audit(f"Grant {grant.id} of `{grant.role_id}` to <@{grant.requester}> {how} (removal verified)")
+        self._dm(grant.requester, f"Your access to `{grant.role_id}` {how}; IAM no longer lets you in.",
+                 once=f"grant.ended:{grant.id}:requester")
+        self._audit(f"Grant {grant.id} of `{grant.role_id}` to <@{grant.requester}> {how} (removal verified)",
+                    once=f"grant.ended:{grant.id}:audit")
 
     def on_grant_failed(self, grant_id: int) -> None:
         grant = self._grant(grant_id)
         reason = esc(grant.failure_reason or "unknown")
-        self._dm(grant.requester, f"Your access to `{grant.role_id}` could not be granted: {reason}")
-        self._audit(f":warning: Grant {grant.id} of `{grant.role_id}` to <@{grant.requester}> failed: {reason}")
+        self._dm(grant.requester, f"Your access to `{grant.role_id}` could not be granted: {reason}",
+                 once=f"grant.failed:{grant.id}:requester")
+        self._audit(f":warning: Grant {grant.id} of `{grant.role_id}` to <@{grant.requester}> failed: {reason}",
+                    once=f"grant.failed:{grant.id}:audit")
 
     def on_grant_revocation_failed(self, grant_id: int) -> None:
         grant = self._grant(grant_id)

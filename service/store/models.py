@@ -149,7 +149,8 @@ class AuditEvent(Base):
 
 
 class ProcessedEvent(Base):
-    """Slack deliveries already handled (retries carry the same id)."""
+    """Slack deliveries already handled (retries carry the same id), and messages the notifier sent once
+    ("notice:" keys, so a retried notification does not repeat them)."""
 
     __tablename__ = "processed_events"
 

@@ -98,6 +98,35 @@ def test_a_retried_filing_notification_does_not_post_twice(world: SlackWorld) ->
     world.notifier.handle("request.filed", request_id=rid)
     world.notifier.handle("request.filed", request_id=rid)  # the task ran again (acks_late redelivery)
     assert len(posted(world, APPROVERS_CHANNEL)) == 1
+    waiting = [c.params["text"] for c in posted(world, ALICE)]
+    assert waiting == [f"Your request #{rid} for `ops-admin` (1h) is waiting for approval."]
+
+
+def test_a_decision_notification_retried_after_failing_halfway_tells_each_once(world: SlackWorld) -> None:
+    from slack_sdk.errors import SlackApiError
+
+    rid = world.file("ops-admin")
+    world.deliver()
+    world.submit("deny_request", {"reason": {"reason": None}}, APPR1, json.dumps({"request_id": rid}))
+    assert wait_decided(world, rid) == "denied"
+    failed: list[SlackCall] = []
+
+    def audit_channel_fails_once(call: SlackCall) -> dict[str, Any]:
+        channel = call.params["channel"]
+        if channel == AUDIT_CHANNEL and not failed:
+            failed.append(call)
+            return {"ok": False, "error": "internal_error"}
+        return {"ok": True, "channel": "D" + channel if channel[:1] == "U" else channel, "ts": str(len(failed))}
+
+    world.fake.on("chat.postMessage", audit_channel_fails_once)
+    with pytest.raises(SlackApiError):
+        world.deliver()  # the requester's DM went out, then the audit post failed: the task fails and is retried
+    world.notifier.handle("request.decided", request_id=rid)  # the retry
+    world.notifier.handle("request.decided", request_id=rid)  # and a redelivery after it
+    denied = [c for c in posted(world, ALICE) if "was denied" in c.params["text"]]
+    assert [c.params["text"] for c in denied] == [f"Your request #{rid} for `ops-admin` was denied by <@U0APPR01>."]
+    audits = [c.response["ok"] for c in posted(world, AUDIT_CHANNEL) if "denied" in c.params["text"]]
+    assert audits == [False, True]  # failed once, then sent once
 
 
 # ---- approvals with quorum, updated in place ------------------------------------------------------

@@ -273,5 +273,8 @@ def test_an_open_app_home_follows_the_requesters_state_changes(home_world: Slack
     # a Slack failure on the Home never fails (and so never retries, re-sending) the DM it follows
     world.fake.reset()
     world.fake.fail_next("views.publish", error="internal_error", times=5)
-    world.notifier.handle("request.decided", request_id=pending)
-    assert [c for c in world.fake.calls("chat.postMessage") if c.params.get("channel") == ALICE]
+    second = world.file("ops-read")
+    assert world.deliver() == ["request.filed"]  # did not raise: the Home's failure is only logged
+    told = [c.params["text"] for c in world.fake.calls("chat.postMessage") if c.params.get("channel") == ALICE]
+    assert told == [f"Your request #{second} for `ops-read` (1h) is waiting for approval."]
+    assert [c.response["ok"] for c in world.fake.calls("views.publish")] == [False]  # tried once, not retried
