@@ -42,8 +42,11 @@ def worker_import_s(env: dict[str, str], repeat: int = 3) -> float | None:
     best = float("inf")
     for _ in range(repeat):
         started = time.monotonic()
-        done = subprocess.run([sys.executable, "-c", "import workers.main"], env=env, capture_output=True,
-                              check=False, timeout=60)
+        try:
+            done = subprocess.run([sys.executable, "-c", "import workers.main"], env=env, capture_output=True,
+                                  check=False, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):  # reported as "failed"; never costs the run its report
+            return None
         if done.returncode != 0:
             return None
         best = min(best, time.monotonic() - started)

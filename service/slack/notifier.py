@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from service.catalog import Catalog
 from service.core.rules import Vote
@@ -88,15 +88,34 @@ class SlackNotifier:
             send()
             return
         key = "notice:" + key
-        with self.store() as session:
-            if session.get(ProcessedEvent, key) is not None:
-                return
+        try:
+            with self.store() as session:
+                if session.get(ProcessedEvent, key) is not None:
+                    return
+        except SQLAlchemyError:  # the record only prevents repeats: without it, send rather than stay silent
+            log.warning("could not check whether a notice was sent; sending it", exc_info=True, extra={"key": key})
         send()
         try:
             with self.store.begin() as session:
                 session.add(ProcessedEvent(event_id=key, at=self.now()))
         except IntegrityError:
             pass  # a concurrent delivery sent it too
+        except SQLAlchemyError:  # sent but not recorded: a retry may repeat it; failing here would lose what follows
+            log.warning("could not record a sent notice", exc_info=True, extra={"key": key})
+
+    @staticmethod
+    def _each(*sends: Callable[[], Any]) -> None:
+        """Attempt every message even when one fails, then raise the first error: a DM Slack refuses for good
+        (a departed user) must not cost the audit channel its line. The task's retry re-sends only what
+        failed, since each message is sent once (_once)."""
+        error: Exception | None = None
+        for send in sends:
+            try:
+                send()
+            except Exception as exc:
+                error = error or exc
+        if error is not None:
+            raise error
 
     def _update_approvers(self, request_id: int) -> None:
         req, approvals, messages = self._request(request_id)
@@ -153,11 +172,12 @@ class SlackNotifier:
         line = f"Your request #{req.id} for `{req.role_id}` " + words.get(req.state, req.state).format(who=who)
         if req.decision_note and req.state == RequestState.DENIED.value:
             line += f"\n> {esc(req.decision_note)}"
-        self._dm(req.requester, line, once=f"request.decided:{req.id}:requester")
         alarm = ":rotating_light: *BREAK-GLASS* self-approval: " if req.break_glass else ""
         note = f" — {esc(req.decision_note)}" if req.decision_note else ""
-        self._audit(f"{alarm}Request #{req.id} by <@{req.requester}> for `{req.role_id}`: {req.state} "
-                    f"by {who}{note}", once=f"request.decided:{req.id}:audit")
+        self._each(
+            lambda: self._dm(req.requester, line, once=f"request.decided:{req.id}:requester"),
+            lambda: self._audit(f"{alarm}Request #{req.id} by <@{req.requester}> for `{req.role_id}`: {req.state} "
+                                f"by {who}{note}", once=f"request.decided:{req.id}:audit"))
 
     def _grant(self, grant_id: int) -> Grant:
         with self.store() as session:
@@ -169,9 +189,10 @@ class SlackNotifier:
     def on_grant_active(self, grant_id: int) -> None:
         grant = self._grant(grant_id)
         text, blocks = views.granted_message(grant, self.catalog, self.now())
-        self._dm(grant.requester, text, blocks, once=f"grant.active:{grant.id}:requester")
-        self._audit(f"Grant {grant.id}: <@{grant.requester}> has `{grant.role_id}` until "
-                    f"{grant.expires_at:%Y-%m-%d %H:%M:%S} UTC", once=f"grant.active:{grant.id}:audit")
+        self._each(
+            lambda: self._dm(grant.requester, text, blocks, once=f"grant.active:{grant.id}:requester"),
+            lambda: self._audit(f"Grant {grant.id}: <@{grant.requester}> has `{grant.role_id}` until "
+                                f"{grant.expires_at:%Y-%m-%d %H:%M:%S} UTC", once=f"grant.active:{grant.id}:audit"))
 
     def on_grant_ended(self, grant_id: int) -> None:
         grant = self._grant(grant_id)
@@ -183,24 +204,23 @@ class SlackNotifier:
                 Grant.state.in_([s.value for s in LIVE_GRANT_STATES])
             ).order_by(Grant.expires_at.desc())).scalars().first()
         if later is not None:
-            self._dm(grant.requester, f"Your grant {grant.id} of `{grant.role_id}` {how}; you still have access "
-                                      f"until {slack_date(later.expires_at)} (grant {later.id}).",
-                     once=f"grant.ended:{grant.id}:requester")
-            self._audit(f"Grant {grant.id} of `{grant.role_id}` to <@{grant.requester}> {how}; "
-                        f"grant {later.id} continues", once=f"grant.ended:{grant.id}:audit")
-            return
-        self._dm(grant.requester, f"Your access to `{grant.role_id}` {how}; IAM no longer lets you in.",
-                 once=f"grant.ended:{grant.id}:requester")
-        self._audit(f"Grant {grant.id} of `{grant.role_id}` to <@{grant.requester}> {how} (removal verified)",
-                    once=f"grant.ended:{grant.id}:audit")
+            told = (f"Your grant {grant.id} of `{grant.role_id}` {how}; you still have access "
+                    f"until {slack_date(later.expires_at)} (grant {later.id}).")
+            audit = f"Grant {grant.id} of `{grant.role_id}` to <@{grant.requester}> {how}; grant {later.id} continues"
+        else:
+            told = f"Your access to `{grant.role_id}` {how}; IAM no longer lets you in."
+            audit = f"Grant {grant.id} of `{grant.role_id}` to <@{grant.requester}> {how} (removal verified)"
+        self._each(lambda: self._dm(grant.requester, told, once=f"grant.ended:{grant.id}:requester"),
+                   lambda: self._audit(audit, once=f"grant.ended:{grant.id}:audit"))
 
     def on_grant_failed(self, grant_id: int) -> None:
         grant = self._grant(grant_id)
         reason = esc(grant.failure_reason or "unknown")
-        self._dm(grant.requester, f"Your access to `{grant.role_id}` could not be granted: {reason}",
-                 once=f"grant.failed:{grant.id}:requester")
-        self._audit(f":warning: Grant {grant.id} of `{grant.role_id}` to <@{grant.requester}> failed: {reason}",
-                    once=f"grant.failed:{grant.id}:audit")
+        self._each(
+            lambda: self._dm(grant.requester, f"Your access to `{grant.role_id}` could not be granted: {reason}",
+                             once=f"grant.failed:{grant.id}:requester"),
+            lambda: self._audit(f":warning: Grant {grant.id} of `{grant.role_id}` to <@{grant.requester}> failed: "
+                                f"{reason}", once=f"grant.failed:{grant.id}:audit"))
 
     def on_grant_revocation_failed(self, grant_id: int) -> None:
         grant = self._grant(grant_id)

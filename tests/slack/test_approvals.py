@@ -102,31 +102,80 @@ def test_a_retried_filing_notification_does_not_post_twice(world: SlackWorld) ->
     assert waiting == [f"Your request #{rid} for `ops-admin` (1h) is waiting for approval."]
 
 
-def test_a_decision_notification_retried_after_failing_halfway_tells_each_once(world: SlackWorld) -> None:
-    from slack_sdk.errors import SlackApiError
+def slack_refuses(world: SlackWorld, channel: str, answer: dict[str, Any], times: int) -> list[SlackCall]:
+    """chat.postMessage to `channel` answers `answer` the first `times` times; other posts succeed."""
+    refused: list[SlackCall] = []
 
+    def handler(call: SlackCall) -> dict[str, Any]:
+        to = call.params["channel"]
+        if to == channel and len(refused) < times:
+            refused.append(call)
+            return dict(answer)
+        return {"ok": True, "channel": "D" + to if to[:1] == "U" else to, "ts": f"{len(world.fake.calls())}.0"}
+
+    world.fake.on("chat.postMessage", handler)
+    return refused
+
+
+def denied(world: SlackWorld) -> int:
     rid = world.file("ops-admin")
     world.deliver()
     world.submit("deny_request", {"reason": {"reason": None}}, APPR1, json.dumps({"request_id": rid}))
     assert wait_decided(world, rid) == "denied"
-    failed: list[SlackCall] = []
+    return rid
 
-    def audit_channel_fails_once(call: SlackCall) -> dict[str, Any]:
-        channel = call.params["channel"]
-        if channel == AUDIT_CHANNEL and not failed:
-            failed.append(call)
-            return {"ok": False, "error": "internal_error"}
-        return {"ok": True, "channel": "D" + channel if channel[:1] == "U" else channel, "ts": str(len(failed))}
 
-    world.fake.on("chat.postMessage", audit_channel_fails_once)
-    with pytest.raises(SlackApiError):
-        world.deliver()  # the requester's DM went out, then the audit post failed: the task fails and is retried
+def test_a_decision_notification_retried_after_failing_halfway_tells_each_once(world: SlackWorld) -> None:
+    from slack_sdk.errors import SlackApiError
+
+    rid = denied(world)
+    slack_refuses(world, AUDIT_CHANNEL, {"_status": 500, "ok": False, "error": "internal_error"}, times=1)
+    with pytest.raises(SlackApiError) as failed:
+        world.deliver()  # the requester's DM went out, then the audit post failed
+    assert failed.value.response.status_code == 500  # a 5xx: keyturn.notify retries the task (workers/tasks.py)
     world.notifier.handle("request.decided", request_id=rid)  # the retry
     world.notifier.handle("request.decided", request_id=rid)  # and a redelivery after it
-    denied = [c for c in posted(world, ALICE) if "was denied" in c.params["text"]]
-    assert [c.params["text"] for c in denied] == [f"Your request #{rid} for `ops-admin` was denied by <@U0APPR01>."]
-    audits = [c.response["ok"] for c in posted(world, AUDIT_CHANNEL) if "denied" in c.params["text"]]
-    assert audits == [False, True]  # failed once, then sent once
+    dms = [c.params["text"] for c in posted(world, ALICE) if "was denied" in c.params["text"]]
+    assert dms == [f"Your request #{rid} for `ops-admin` was denied by <@U0APPR01>."]
+    audits = [c.status for c in posted(world, AUDIT_CHANNEL) if "denied" in c.params["text"]]
+    assert audits == [500, 200]  # failed once, then sent once
+
+
+def test_a_dm_slack_refuses_for_good_does_not_cost_the_audit_channel_its_line(world: SlackWorld) -> None:
+    from slack_sdk.errors import SlackApiError
+
+    rid = denied(world)
+    refused = slack_refuses(world, ALICE, {"ok": False, "error": "user_not_found"}, times=99)  # she has left
+    with pytest.raises(SlackApiError):
+        world.deliver()  # the task still hears of the failure (and logs it as permanent)
+    assert len(refused) == 1
+    (audit,) = [c for c in posted(world, AUDIT_CHANNEL) if f"Request #{rid}" in c.params["text"]]
+    assert audit.status == 200 and "denied by <@U0APPR01>" in audit.params["text"]
+
+
+def test_a_notice_whose_record_cannot_be_written_is_still_sent(world: SlackWorld) -> None:
+    from sqlalchemy import text
+
+    with world.ctx.store.begin() as session:
+        session.execute(text("DROP TABLE processed_events"))  # the database fails on every record of a notice
+    rid = world.file("ops-admin")
+    world.deliver()
+    waiting = [c.params["text"] for c in posted(world, ALICE)]
+    assert waiting == [f"Your request #{rid} for `ops-admin` (1h) is waiting for approval."]
+    assert len(posted(world, APPROVERS_CHANNEL)) == 1
+
+
+def test_grant_notices_handled_again_are_not_sent_again(world: SlackWorld) -> None:
+    grant_id = world.approve(world.file("ops-admin"), APPR1, APPR2)
+    assert grant_id is not None
+    world.deliver()
+    before = {ch: len(posted(world, ch)) for ch in (ALICE, AUDIT_CHANNEL)}
+    for event in ("grant.active", "grant.ended", "grant.active", "grant.ended"):  # each redelivered once
+        world.notifier.handle(event, grant_id=grant_id)
+    sent = {ch: [c.params["text"] for c in posted(world, ch)[before[ch]:]] for ch in (ALICE, AUDIT_CHANNEL)}
+    assert len(sent[ALICE]) == 2 and sent[ALICE][0].startswith("Access to Ops admin granted until")
+    assert "IAM no longer lets you in" in sent[ALICE][1]
+    assert len(sent[AUDIT_CHANNEL]) == 2 and sent[AUDIT_CHANNEL][0].startswith(f"Grant {grant_id}: <@U0ALICE01>")
 
 
 # ---- approvals with quorum, updated in place ------------------------------------------------------

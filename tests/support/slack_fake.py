@@ -141,7 +141,8 @@ class FakeSlack:
             self._faults.setdefault(method, []).extend([fault] * times)
 
     def on(self, method: str, handler: Handler | dict[str, Any]) -> None:
-        """Answer `method` with a custom handler (call -> JSON dict) or a fixed dict."""
+        """Answer `method` with a custom handler (call -> JSON dict) or a fixed dict; a "_status" key in the
+        answer sets the HTTP status (default 200)."""
         with self._lock:
             self._handlers[method] = handler if callable(handler) else (lambda _c, _r=handler: dict(_r))
 
@@ -286,7 +287,8 @@ class FakeSlack:
                 extra_headers["Retry-After"] = str(fault.retry_after)
         else:
             try:
-                status, answer = 200, self._answer(call)
+                answer = self._answer(call)
+                status = int(answer.pop("_status", 200))  # a custom handler may answer with an HTTP error
             except Exception as exc:  # a broken custom handler must show up, not hang the client
                 status, answer = 500, {"ok": False, "error": f"fake_slack_error: {exc!r}"}
         call = SlackCall(method, params, headers, call.at, http_method, raw, status, answer)
