@@ -103,13 +103,13 @@ class SlackNotifier:
         except SQLAlchemyError:  # sent but not recorded: a retry may repeat it; failing here would lose what follows
             log.warning("could not record a sent notice", exc_info=True, extra={"key": key})
 
-    @staticmethod
-    def _each(*sends: Callable[[], Any]) -> None:
-        """Attempt every message even when one fails, then raise the first error: a DM Slack refuses for good
-        (a departed user) must not cost the audit channel its line. The task's retry re-sends only what
-        failed, since each message is sent once (_once)."""
+    def _tell(self, event: str, user: str, dm: str, audit: str, blocks: list[dict[str, Any]] | None = None) -> None:
+        """The requester's DM and the audit line for one event (e.g. "grant.ended:7"), each sent once. Both are
+        attempted even when one fails, then the first error is raised: a DM Slack refuses for good (a departed
+        user) must not cost the audit channel its line, and the task's retry re-sends only what failed."""
         error: Exception | None = None
-        for send in sends:
+        for send in (lambda: self._dm(user, dm, blocks, once=f"{event}:requester"),
+                     lambda: self._audit(audit, once=f"{event}:audit")):
             try:
                 send()
             except Exception as exc:
@@ -174,10 +174,8 @@ class SlackNotifier:
             line += f"\n> {esc(req.decision_note)}"
         alarm = ":rotating_light: *BREAK-GLASS* self-approval: " if req.break_glass else ""
         note = f" — {esc(req.decision_note)}" if req.decision_note else ""
-        self._each(
-            lambda: self._dm(req.requester, line, once=f"request.decided:{req.id}:requester"),
-            lambda: self._audit(f"{alarm}Request #{req.id} by <@{req.requester}> for `{req.role_id}`: {req.state} "
-                                f"by {who}{note}", once=f"request.decided:{req.id}:audit"))
+        self._tell(f"request.decided:{req.id}", req.requester, line,
+                   f"{alarm}Request #{req.id} by <@{req.requester}> for `{req.role_id}`: {req.state} by {who}{note}")
 
     def _grant(self, grant_id: int) -> Grant:
         with self.store() as session:
@@ -189,10 +187,9 @@ class SlackNotifier:
     def on_grant_active(self, grant_id: int) -> None:
         grant = self._grant(grant_id)
         text, blocks = views.granted_message(grant, self.catalog, self.now())
-        self._each(
-            lambda: self._dm(grant.requester, text, blocks, once=f"grant.active:{grant.id}:requester"),
-            lambda: self._audit(f"Grant {grant.id}: <@{grant.requester}> has `{grant.role_id}` until "
-                                f"{grant.expires_at:%Y-%m-%d %H:%M:%S} UTC", once=f"grant.active:{grant.id}:audit"))
+        self._tell(f"grant.active:{grant.id}", grant.requester, text,
+                   f"Grant {grant.id}: <@{grant.requester}> has `{grant.role_id}` until "
+                   f"{grant.expires_at:%Y-%m-%d %H:%M:%S} UTC", blocks)
 
     def on_grant_ended(self, grant_id: int) -> None:
         grant = self._grant(grant_id)
@@ -210,17 +207,14 @@ class SlackNotifier:
         else:
             told = f"Your access to `{grant.role_id}` {how}; IAM no longer lets you in."
             audit = f"Grant {grant.id} of `{grant.role_id}` to <@{grant.requester}> {how} (removal verified)"
-        self._each(lambda: self._dm(grant.requester, told, once=f"grant.ended:{grant.id}:requester"),
-                   lambda: self._audit(audit, once=f"grant.ended:{grant.id}:audit"))
+        self._tell(f"grant.ended:{grant.id}", grant.requester, told, audit)
 
     def on_grant_failed(self, grant_id: int) -> None:
         grant = self._grant(grant_id)
         reason = esc(grant.failure_reason or "unknown")
-        self._each(
-            lambda: self._dm(grant.requester, f"Your access to `{grant.role_id}` could not be granted: {reason}",
-                             once=f"grant.failed:{grant.id}:requester"),
-            lambda: self._audit(f":warning: Grant {grant.id} of `{grant.role_id}` to <@{grant.requester}> failed: "
-                                f"{reason}", once=f"grant.failed:{grant.id}:audit"))
+        self._tell(f"grant.failed:{grant.id}", grant.requester,
+                   f"Your access to `{grant.role_id}` could not be granted: {reason}",
+                   f":warning: Grant {grant.id} of `{grant.role_id}` to <@{grant.requester}> failed: {reason}")
 
     def on_grant_revocation_failed(self, grant_id: int) -> None:
         grant = self._grant(grant_id)
