@@ -304,7 +304,7 @@ class Stack(StackClients):
     # ---- state -------------------------------------------------------------------------------------
     def seed(self) -> None:
         from service.catalog import load_catalog
-        from service.localstack import seed_iam
+        from service.demo.local import seed_iam
 
         seed_iam(self.iam, load_catalog(self.catalog_path))
 

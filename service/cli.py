@@ -231,7 +231,7 @@ def audit(since: str | None, fmt: str) -> None:
 def sync(target: str | None, every: bool) -> None:
     """Run sync(target) here and now (operators; workers do this on their own)."""
     from service.operations.sweep import all_target_keys
-    from service.operations.sync_target import sync_target
+    from service.sync.target import sync_target
 
     rt = _runtime()
     keys = all_target_keys(rt.ctx) if every else [target] if target else []
@@ -246,7 +246,7 @@ def sync(target: str | None, every: bool) -> None:
 @click.option("--short", is_flag=True, help="seconds-long grants, for a quick run")
 def demo(short: bool) -> None:
     """Walk one request through its whole life on local components (what `make demo` runs)."""
-    from service.demo import run_demo
+    from service.demo.run import run_demo
 
     sys.exit(run_demo(grant_seconds=8 if short else 15))
 
@@ -257,7 +257,7 @@ def demo(short: bool) -> None:
               help="never rewrite a trust policy unchanged to prove write access (when IAM cannot simulate)")
 def doctor(fmt: str, no_write_probe: bool) -> None:
     """Check every catalogue role against AWS (Switch Role pitfalls, Keyturn's access); exit 1 on any FAIL."""
-    from service.operations.doctor import exit_code, render_json, render_table, run_doctor
+    from service.doctor.run import exit_code, render_json, render_table, run_doctor
 
     rt = _runtime()
     try:

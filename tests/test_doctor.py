@@ -26,8 +26,9 @@ from click.testing import CliRunner
 from service.aws.clients import AwsClients
 from service.catalog import Catalog, parse_catalog
 from service.core.targets import parse_principal
-from service.localstack import seed_iam
-from service.operations.doctor import (
+from service.demo.local import seed_iam
+from service.doctor.checks import glob, trusts
+from service.doctor.run import (
     ACCOUNTS,
     PRINCIPALS,
     CheckResult,
@@ -39,7 +40,6 @@ from service.operations.doctor import (
     render_table,
     run_doctor,
 )
-from service.operations.doctor_checks import glob, trusts
 
 A = "123456789012"  # moto's default account: Keyturn's own credentials live here
 B = "222222222222"  # reached through its manager role, like a separate identity account

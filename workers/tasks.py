@@ -15,10 +15,10 @@ from service.aws.errors import error_code
 from service.locks import LockBusy
 from service.operations.sweep import reconcile_all as reconcile_all_targets
 from service.operations.sweep import sweep as sweep_grants
-from service.operations.sync_state import record_sync_failure
-from service.operations.sync_target import sync_target as sync_one
 from service.runtime import CeleryDispatcher, Runtime
 from service.slack.interactions import run_interaction, slack_answer, unexpected
+from service.sync.state import record_sync_failure
+from service.sync.target import sync_target as sync_one
 
 log = logging.getLogger(__name__)
 

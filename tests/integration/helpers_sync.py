@@ -23,16 +23,16 @@ from service.catalog import Catalog, parse_catalog
 from service.core.policy import is_owned, size_without_whitespace
 from service.core.rules import Vote
 from service.core.targets import target_for
-from service.localstack import seed_iam
+from service.demo.local import seed_iam
 from service.locks import LocalLocks, Locks
 from service.operations.context import Context, RecordingDispatcher
 from service.operations.decide_request import decide_request
 from service.operations.request_access import request_access
 from service.operations.revoke_grant import revoke_grant
 from service.operations.sweep import SweepReport, sweep
-from service.operations.sync_target import SyncReport, sync_target
 from service.store.db import make_engine, make_session_factory, migrate
 from service.store.models import AuditEvent, Grant, OwnedMembership
+from service.sync.target import SyncReport, sync_target
 
 CATALOGS = Path(__file__).resolve().parents[1] / "catalogs"
 ACCOUNT = "123456789012"  # moto's one account

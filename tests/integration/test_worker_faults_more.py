@@ -22,8 +22,8 @@ from datetime import timedelta
 import pytest
 import redis
 
-from service.operations.sync_target import sync_target
 from service.queues import DEFAULT_QUEUE, IAM_QUEUE
+from service.sync.target import sync_target
 from service.task_publisher import TaskPublisher
 from tests.support.iam_truth import IamTruth
 from tests.support.live import ALICE, SHORT, WAIT, Keyturn

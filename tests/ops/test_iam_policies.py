@@ -24,7 +24,7 @@ ROLE = "arn:aws:iam::222222222222:role/keyturn/Admin"
 GROUP = "arn:aws:iam::222222222222:group/keyturn/keyturn-prod-readonly"
 USER = "arn:aws:iam::111111111111:user/alice"
 
-# What Keyturn calls, and on what (service/aws, service/operations/doctor*.py).
+# What Keyturn calls, and on what (service/aws, service/doctor/).
 NEEDED = [
     *[(f"iam:{a}", ROLE) for a in ("GetRole", "UpdateAssumeRolePolicy", "ListRolePolicies", "GetRolePolicy",
                                     "PutRolePolicy", "DeleteRolePolicy")],

@@ -20,11 +20,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from service.core.policy import is_owned
-from service.localstack import seed_iam
+from service.demo.local import seed_iam
 from service.operations.revoke_grant import revoke_grant
 from service.operations.sweep import sweep
-from service.operations.sync_target import sync_target
 from service.store.models import AccessRequest, Approval, SlackMessage
+from service.sync.target import sync_target
 from tests.slack.conftest import (
     ALICE,
     APPR1,

@@ -16,10 +16,10 @@ import boto3
 import pytest
 
 from service.core.policy import is_owned
-from service.localstack import seed_iam
+from service.demo.local import seed_iam
 from service.operations.sweep import sweep
-from service.operations.sync_target import sync_target
 from service.store.models import AccessRequest, Grant
+from service.sync.target import sync_target
 from tests.slack.conftest import ACCOUNT, ALICE, APPR1, APPR2, AUDIT_CHANNEL, BOB, CATALOG, SlackWorld, served_world
 from tests.support.slack_fake import FakeSlack, SlackCall
 

@@ -18,12 +18,12 @@ from service.catalog import Strategy
 from service.core.policy import canonical, document_hash, split
 from service.core.targets import TargetKind, TargetRef, sessions_target, target_for
 from service.operations.sweep import all_target_keys
-from service.operations.sync_document import owned_statements
-from service.operations.sync_members import _hash as members_hash
-from service.operations.sync_sessions import session_deny_statements
-from service.operations.sync_state import _snap
 from service.store import repo
 from service.store.models import AuditEvent, OwnedMembership, Target
+from service.sync.document import owned_statements
+from service.sync.members import _hash as members_hash
+from service.sync.sessions import session_deny_statements
+from service.sync.state import _snap
 
 CHAIN_ACTIONS = ("iam.write", "iam.changed")
 

@@ -214,7 +214,7 @@ def keyturn_procs(db_url: str, broker_url: str, catalog_path: Path, moto_reset: 
     """
     from service.app import create_app
     from service.catalog import load_catalog
-    from service.localstack import seed_iam
+    from service.demo.local import seed_iam
     from service.settings import Settings
     from service.store.db import migrate
 

@@ -26,7 +26,7 @@ from service.core.policy import (
 )
 from service.core.states import LIVE_GRANT_STATES, GrantState
 from service.core.targets import TargetKind
-from service.operations.sync_state import GrantSnap, Plan
+from service.sync.state import GrantSnap, Plan
 
 # IAM rewrites the principal of a deleted user or role into its unique id (AIDA…, AROA…).
 UNIQUE_ID = re.compile(r"^A[A-Z0-9]{15,}$")

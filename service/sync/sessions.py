@@ -13,9 +13,9 @@ from service.core.policy import SessionEnd, Statement, session_denies, session_d
 from service.core.states import LIVE_GRANT_STATES, GrantState
 from service.core.targets import TargetRef
 from service.operations.context import Context
-from service.operations.sync_document import sync_document_to
-from service.operations.sync_state import Plan
 from service.store.models import Grant
+from service.sync.document import sync_document_to
+from service.sync.state import Plan
 
 LONGEST_SESSION = timedelta(hours=12)  # IAM's upper bound for MaxSessionDuration
 

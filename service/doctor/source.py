@@ -12,7 +12,7 @@ from typing import Any
 from service.aws.errors import is_not_found
 from service.catalog.model import Role, Strategy
 from service.core.targets import Principal, TargetError, parse_principal
-from service.operations.doctor_checks import (
+from service.doctor.checks import (
     ASSUME,
     CheckResult,
     Env,

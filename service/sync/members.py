@@ -12,8 +12,8 @@ from service.aws.errors import SyncConflict, TargetGone
 from service.aws.groups import GroupMembers
 from service.core.states import LIVE_GRANT_STATES, GrantState
 from service.operations.context import Context
-from service.operations.sync_state import GrantSnap, Plan
 from service.store.models import OwnedMembership
+from service.sync.state import GrantSnap, Plan
 
 
 def _hash(members: set[str]) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from service.catalog import load_catalog
 from service.core.policy import owned_sid, split
 from service.core.rules import Vote
-from service.localstack import seed_iam, start_celery, start_moto, start_redis
+from service.demo.local import seed_iam, start_celery, start_moto, start_redis
 from service.settings import Settings
 
 CATALOG = Path(__file__).resolve().parent.parent / "config" / "catalog.example.yaml"

@@ -9,10 +9,10 @@ from service.aws.gateway import AwsGateway
 from service.core.targets import TargetKind, TargetRef
 from service.locks import Locks
 from service.operations.context import Context
-from service.operations.sync_document import sync_grants_document
-from service.operations.sync_members import sync_members
-from service.operations.sync_sessions import sync_sessions
-from service.operations.sync_state import finish, prepare
+from service.sync.document import sync_grants_document
+from service.sync.members import sync_members
+from service.sync.sessions import sync_sessions
+from service.sync.state import finish, prepare
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from service.aws.errors import is_not_found
 from service.catalog.model import Catalog, Role, Strategy
 from service.core.durations import format_duration
 from service.core.targets import TargetKind, TargetRef
-from service.operations.doctor_checks import (
+from service.doctor.checks import (
     ACCOUNTS,
     PRINCIPALS,
     SWITCH_ROLE_MAX,
@@ -44,7 +44,7 @@ from service.operations.doctor_checks import (
     paginate,
     statements,
 )
-from service.operations.doctor_source import (
+from service.doctor.source import (
     check_principal_kinds,
     check_source_assume,
     check_trust_source,

@@ -1,0 +1,1 @@
+"""`make demo`: the whole lifecycle on this machine, with local stand-ins for Redis and AWS."""

@@ -1,0 +1,1 @@
+"""`keyturn doctor`: every catalogue role checked against AWS, with a fix for each failure."""
