@@ -39,3 +39,11 @@ def sweep_now(**_: Any) -> None:
         sweep.delay()
     except Exception:  # beat's own schedule sweeps anyway
         log.warning("could not queue the start-up sweep", exc_info=True)
+    # A worker starts with the catalogue as it is now: end the live grants of people it no longer maps to
+    # the same identity (the periodic reconcile and every sync of their target check it too).
+    try:
+        from service.operations.sweep import end_unmapped
+
+        end_unmapped(flask_app.extensions["keyturn"].ctx)
+    except Exception:
+        log.warning("could not check live grants against the catalogue", exc_info=True)

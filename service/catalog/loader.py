@@ -11,16 +11,17 @@ from typing import Any
 import yaml
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from service.catalog.model import Account, Catalog, Role, Strategy
+from service.catalog.identities import IdentitySchema, build_identities, check_identities, legacy_principal
+from service.catalog.model import Account, Catalog, IdentityCenter, Role, Strategy
 from service.core.durations import DurationError, parse_duration
 
 ACCOUNT_ID = re.compile(r"^\d{12}$")
 SLACK_APPROVER = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
-PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(user|role)(/[\w+=,.@-]+)*/[\w+=,.@-]+$")
-ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
+ROLE_NAME = re.compile(r"^[A-Za-z0-9_+=,.@-]{1,64}$")
 ROLE_PATH = re.compile(r"^/([\x21-\x7e]+/)?$")
-ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
+ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\x21-\x7e]+$")
+PERMISSION_SET_NAME = re.compile(r"^[A-Za-z0-9_+=,.@-]{1,32}$")
 SWITCH_ROLE_MAX = 64  # the console's Switch Role form takes path + name up to 64 characters
 
 
@@ -68,13 +69,17 @@ class RoleSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=64))
     account = fields.String(required=True, validate=validate.Length(min=1))
     role_name = fields.String(
-        required=True, validate=validate.Regexp(ROLE_NAME, error="is not a valid IAM role name")
+        load_default=None, validate=validate.Regexp(ROLE_NAME, error="is not a valid IAM role name")
     )
     path = fields.String(
         load_default="/", validate=validate.Regexp(ROLE_PATH, error="must start and end with / (e.g. /ops/)")
     )
     strategy = fields.Enum(Strategy, by_value=True, load_default=Strategy.TRUST_POLICY)
     group = fields.String(load_default=None, validate=validate.Regexp(ROLE_NAME, error="is not an IAM group name"))
+    permission_set = fields.String(
+        load_default=None,
+        validate=validate.Regexp(PERMISSION_SET_NAME, error="is not an IAM Identity Center permission set name"),
+    )
     approvers = fields.List(
         fields.String(
             validate=validate.Regexp(SLACK_APPROVER, error="must be a Slack user (U…) or user-group (S…) id")
@@ -121,13 +126,37 @@ class RoleSchema(Schema):
             )
         if data.get("strategy") is Strategy.GROUP_MEMBERSHIP and not data.get("group"):
             errors.setdefault("group", []).append("is required for strategy group_membership")
+        if data.get("strategy") is Strategy.IDENTITY_CENTER:
+            if not data.get("permission_set"):
+                errors.setdefault("permission_set", []).append("is required for strategy identity_center")
+        elif "role_name" in data and not data.get("role_name"):
+            errors.setdefault("role_name", []).append("is required")
+        elif data.get("permission_set"):
+            errors.setdefault("permission_set", []).append("is only used by strategy identity_center")
         if errors:
             raise ValidationError(errors)
+
+
+class IdentityCenterSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    instance_arn = fields.String(required=True, validate=validate.Regexp(
+        r"^arn:aws[a-z-]*:sso:::instance/(sso)?ins-[a-zA-Z0-9-.]{16}$",
+        error="must be an IAM Identity Center instance ARN (arn:aws:sso:::instance/ssoins-…)"))
+    identity_store_id = fields.String(required=True, validate=validate.Regexp(
+        r"^d-[0-9a-f]{10}$|^[0-9a-f]{8}-[0-9a-f-]{27}$", error="must be an identity store id (d-…)"))
+    region = fields.String(load_default=None, validate=validate.Regexp(r"^[a-z]{2}(-[a-z]+)+-\d$",
+                                                                       error="is not an AWS region"))
+    portal_url = fields.String(load_default=None, validate=validate.Regexp(
+        r"^https://[A-Za-z0-9.-]+(/[\x21-\x7e]*)?$", error="must be the access portal's https URL"))
 
 
 class SettingsSchema(Schema):
     class Meta:
         unknown = RAISE
+
+    identity_center = fields.Nested(IdentityCenterSchema, load_default=None)
 
     admins = fields.List(
         fields.String(validate=validate.Regexp(SLACK_USER, error="must be a Slack user id (U…)")), load_default=list
@@ -145,13 +174,14 @@ class CatalogSchema(Schema):
     settings = fields.Nested(SettingsSchema, load_default=dict)
     accounts = fields.List(fields.Nested(AccountSchema), required=True, validate=validate.Length(min=1))
     roles = fields.List(fields.Nested(RoleSchema), required=True, validate=validate.Length(min=1))
+    # The old form: Slack user id -> IAM user ARN (a role ARN is refused: it would admit everyone who
+    # signs in with that role; identities says who the person is).
     principals = fields.Dict(
         keys=fields.String(validate=validate.Regexp(SLACK_USER, error="must be a Slack user id (U…)")),
-        values=fields.String(
-            validate=validate.Regexp(PRINCIPAL_ARN, error="must be an IAM user or role ARN")
-        ),
+        values=fields.String(validate=legacy_principal),
         load_default=dict,
     )
+    identities = fields.List(fields.Nested(IdentitySchema), load_default=list)
 
     @validates_schema(skip_on_field_errors=False)
     def _references(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -178,6 +208,12 @@ class CatalogSchema(Schema):
             seen_roles.add(role.get("id", ""))
             if role.get("account") and role["account"] not in known:
                 where.setdefault("account", []).append(f"account {role['account']!r} is not in accounts")
+            settings = data.get("settings") if isinstance(data.get("settings"), dict) else {}
+            if role.get("strategy") in (Strategy.IDENTITY_CENTER, "identity_center") and \
+                    not (settings or {}).get("identity_center"):
+                where.setdefault("strategy", []).append(
+                    "identity_center needs settings.identity_center (instance_arn, identity_store_id)")
+        check_identities(data, known, errors)
         if "roles" in errors:
             errors["roles"] = {i: e for i, e in errors["roles"].items() if e}
             if not errors["roles"]:
@@ -254,10 +290,12 @@ def _build(data: dict[str, Any]) -> Catalog:
             id=r["id"],
             name=r["name"],
             account=account,
-            role_name=r["role_name"],
+            # identity_center has no target role of its own to name: the permission set makes one.
+            role_name=r["role_name"] or f"AWSReservedSSO_{r['permission_set']}",
             path=r["path"],
             strategy=r["strategy"],
             group=r["group"],
+            permission_set=r["permission_set"],
             approvers=frozenset(r["approvers"]),
             approvers_channel=r["approvers_channel"],
             min_approvals=r["min_approvals"],
@@ -270,10 +308,13 @@ def _build(data: dict[str, Any]) -> Catalog:
             color=r["color"].upper() if r["color"] else None,
         )
     s = data["settings"]
+    ic = s.get("identity_center")
     return Catalog(
         accounts=accounts,
         roles=roles,
-        principals=dict(data["principals"]),
+        identities=build_identities(data, alias_to_id),
+        identity_center=IdentityCenter(ic["instance_arn"], ic["identity_store_id"], ic["region"],
+                                       ic["portal_url"]) if ic else None,
         admins=frozenset(s.get("admins", [])),
         audit_channel=s.get("audit_channel"),
         trust_policy_max_chars=s.get("trust_policy_max_chars", 2048),

@@ -7,6 +7,7 @@ from datetime import timedelta
 from enum import StrEnum
 from urllib.parse import urlencode
 
+from service.core.identity import Identity
 from service.core.rules import RoleRules
 
 
@@ -14,6 +15,7 @@ class Strategy(StrEnum):
     TRUST_POLICY = "trust_policy"
     GROUP_MEMBERSHIP = "group_membership"
     INLINE_POLICY = "inline_policy"
+    IDENTITY_CENTER = "identity_center"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Role:
     path: str = "/"
     strategy: Strategy = Strategy.TRUST_POLICY
     group: str | None = None  # group_membership: the IAM group; inline_policy: put the policy on it
+    permission_set: str | None = None  # identity_center: the permission set's name
     approvers: frozenset[str] = frozenset()
     approvers_channel: str | None = None
     min_approvals: int = 1
@@ -84,28 +87,50 @@ class Role:
 
 
 @dataclass(frozen=True)
+class IdentityCenter:
+    """The IAM Identity Center instance the `identity_center` strategy and `sso_user`s live in."""
+
+    instance_arn: str
+    identity_store_id: str
+    region: str | None = None
+    portal_url: str | None = None
+
+
+@dataclass(frozen=True)
 class Catalog:
     accounts: dict[str, Account]
     roles: dict[str, Role]
-    principals: dict[str, str]  # Slack user id -> IAM principal ARN
+    identities: dict[str, Identity]  # Slack user id -> the one person AWS knows them as
     admins: frozenset[str] = frozenset()
     audit_channel: str | None = None
     trust_policy_max_chars: int = 2048
     request_timeout: timedelta = timedelta(hours=24)
     reminder_after: timedelta = timedelta(minutes=30)  # first reminder; then doubling (backoff)
+    identity_center: IdentityCenter | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def role(self, role_id: str) -> Role | None:
         return self.roles.get(role_id)
 
-    def principal_for(self, user_id: str) -> str | None:
-        return self.principals.get(user_id)
+    def identity_for(self, user_id: str) -> Identity | None:
+        return self.identities.get(user_id)
+
+    def identity_still(self, user_id: str, identity_key: str) -> Identity | None:
+        """The identity for `user_id` if it is still the person `identity_key` named; None if the user is
+        no longer mapped, or mapped to someone else."""
+        identity = self.identities.get(user_id)
+        return identity if identity is not None and identity.key == identity_key else None
+
+    @property
+    def principals(self) -> dict[str, str]:
+        """Slack user id -> IAM user ARN, for the people who are IAM users."""
+        return {slack: str(i.arn) for slack, i in self.identities.items() if i.is_user}
 
     def account(self, account_id: str) -> Account | None:
         return self.accounts.get(account_id)
 
     def roles_for(self, user_id: str) -> list[Role]:
         """Roles this user may request: everyone mapped to a principal may ask for any role."""
-        if user_id not in self.principals:
+        if user_id not in self.identities:
             return []
         return sorted(self.roles.values(), key=lambda r: r.id)

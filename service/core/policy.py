@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from service.core.identity import Pin
+from service.core.targets import split_group_lease_key
 
 OWNED_SID_PREFIX = "Keyturn"
 POLICY_VERSION = "2012-10-17"
@@ -24,6 +28,7 @@ class Lease:
     expires_at: datetime
     require_mfa: bool = False
     session_name: str | None = None
+    pin: Pin | None = None  # who exactly (trust policies); None keeps the principal = key form
 
 
 def iso_z(moment: datetime) -> str:
@@ -39,39 +44,62 @@ def owned_sid(key: str) -> str:
     return f"{OWNED_SID_PREFIX}{digest}"
 
 
+# Keyturn's Sids, exactly: "Keyturn" + 24 upper-case hex digits (a grant statement) or "KeyturnRevoke" + 20
+# (a session cut). Anything else, even a Sid that merely starts with "Keyturn", is foreign and never touched.
+OWNED_SID = re.compile(r"Keyturn(?:[0-9A-F]{24}|Revoke[0-9A-F]{20})")
+
+
 def is_owned(statement: Mapping[str, Any]) -> bool:
     sid = statement.get("Sid")
-    return isinstance(sid, str) and sid.startswith(OWNED_SID_PREFIX)
+    return isinstance(sid, str) and OWNED_SID.fullmatch(sid) is not None
 
 
-def _conditions(lease: Lease) -> dict[str, Any]:
+def _one_or_list(values: tuple[str, ...]) -> str | list[str]:
+    return values[0] if len(values) == 1 else list(values)
+
+
+def _conditions(lease: Lease, extra: dict[str, str] | None = None) -> dict[str, Any]:
     cond: dict[str, Any] = {"DateLessThan": {"aws:CurrentTime": iso_z(lease.expires_at)}}
     if lease.require_mfa:
         cond["Bool"] = {"aws:MultiFactorAuthPresent": "true"}
-    if lease.session_name:
-        cond["StringEquals"] = {"sts:RoleSessionName": lease.session_name}
+    equals: dict[str, Any] = {}
+    session_name = lease.pin.session_name if lease.pin else lease.session_name
+    if session_name:
+        equals["sts:RoleSessionName"] = session_name
+    if lease.pin and lease.pin.user_ids:
+        # A role-based person (SSO, federation): the role admits everyone who signs in with it; aws:userid is
+        # "<role unique id>:<session name>", which only this person's session of that role carries.
+        equals["aws:userid"] = _one_or_list(lease.pin.user_ids)
+    equals.update(extra or {})
+    if equals:
+        cond["StringEquals"] = equals
     return cond
 
 
 def trust_statement(lease: Lease) -> Statement:
-    """Let the principal `lease.key` assume the role until the lease expires."""
+    """Let one person assume the role until the lease expires: the principal pinned to their session."""
+    principals = lease.pin.principals if lease.pin else (lease.key,)
     return {
         "Sid": owned_sid(lease.key),
         "Effect": "Allow",
-        "Principal": {"AWS": lease.key},
+        "Principal": {"AWS": _one_or_list(principals)},
         "Action": "sts:AssumeRole",
         "Condition": _conditions(lease),
     }
 
 
 def assume_statement(lease: Lease) -> Statement:
-    """Allow the identity holding this policy to assume the role `lease.key` until the lease expires."""
+    """Allow the identity holding this policy to assume the role of `lease.key` until the lease expires.
+
+    On a group's policy the key names the member too, and the statement is pinned to that member
+    (aws:username): a group policy never admits the whole group."""
+    role_arn, member = split_group_lease_key(lease.key)
     return {
         "Sid": owned_sid(lease.key),
         "Effect": "Allow",
         "Action": "sts:AssumeRole",
-        "Resource": lease.key,
-        "Condition": _conditions(lease),
+        "Resource": role_arn,
+        "Condition": _conditions(lease, {"aws:username": member} if member else None),
     }
 
 
@@ -94,6 +122,7 @@ def combine_leases(leases: Iterable[Lease], now: datetime) -> dict[str, Lease]:
                 expires_at=max(have.expires_at, lease.expires_at),
                 require_mfa=have.require_mfa or lease.require_mfa,
                 session_name=have.session_name or lease.session_name,
+                pin=have.pin or lease.pin,
             )
     return out
 
@@ -157,14 +186,15 @@ def size_without_whitespace(document: Mapping[str, Any]) -> int:
 REVOKE_SID_PREFIX = OWNED_SID_PREFIX + "Revoke"
 
 
-def session_deny_statement(role_unique_id: str, session_name: str, issued_before: datetime) -> Statement:
+def session_deny_statement(role_unique_id: str, session_name: str, issued_before: datetime,
+                           identity_key: str | None = None) -> Statement:
     """Deny everything to one person's sessions of this role issued before their access ended.
 
     Sessions of the role are `RoleId:SessionName` in aws:userid; a new grant's sessions, issued later,
-    are untouched, and so are everyone else's.
-    """
+    are untouched, and so are everyone else's. The Sid is the person's (their identity key), so two people
+    are never folded into one cut."""
     return {
-        "Sid": REVOKE_SID_PREFIX + hashlib.sha256(session_name.encode()).hexdigest()[:20].upper(),
+        "Sid": REVOKE_SID_PREFIX + hashlib.sha256((identity_key or session_name).encode()).hexdigest()[:20].upper(),
         "Effect": "Deny",
         "Action": "*",
         "Resource": "*",
@@ -177,22 +207,36 @@ def session_deny_statement(role_unique_id: str, session_name: str, issued_before
 
 @dataclass(frozen=True)
 class SessionEnd:
-    """One grant of a role to `session_name`: when it ended (None while still live)."""
+    """One grant of a role to a person (`identity_key`, whose sessions are named `session_name`): when it
+    ended (None while still live)."""
 
     session_name: str
     ended_at: datetime | None
+    identity_key: str | None = None
+
+    @property
+    def person(self) -> str:
+        return self.identity_key or self.session_name
 
 
-def session_denies(ends: Iterable[SessionEnd], now: datetime, max_session: timedelta) -> dict[str, datetime]:
-    """Whose old sessions to cut, and issued before when: only people with no live grant left,
+@dataclass(frozen=True)
+class Cut:
+    session_name: str
+    ended_at: datetime
+
+
+def session_denies(ends: Iterable[SessionEnd], now: datetime, max_session: timedelta) -> dict[str, Cut]:
+    """Whose old sessions to cut (by person), and issued before when: only people with no live grant left,
     and only until the longest session issued before the end could have lasted."""
     ends = list(ends)
-    live = {e.session_name for e in ends if e.ended_at is None}
-    latest: dict[str, datetime] = {}
+    live = {e.person for e in ends if e.ended_at is None}
+    latest: dict[str, Cut] = {}
     for e in ends:
-        if e.ended_at is None or e.session_name in live:
+        if e.ended_at is None or e.person in live:
             continue
         if e.ended_at + max_session <= now:
             continue
-        latest[e.session_name] = max(latest.get(e.session_name, e.ended_at), e.ended_at)
+        have = latest.get(e.person)
+        if have is None or e.ended_at > have.ended_at:
+            latest[e.person] = Cut(e.session_name, e.ended_at)
     return latest

@@ -29,6 +29,9 @@ class Reason(StrEnum):
     NOT_ALLOWED_TO_REVOKE = "not_allowed_to_revoke"
     NOT_REVOCABLE = "not_revocable"
     UNSUPPORTED_PRINCIPAL = "unsupported_principal"
+    # the requester's identity when the approval lands
+    REQUESTER_UNMAPPED = "requester_unmapped"
+    IDENTITY_CHANGED = "identity_changed"
 
 
 MESSAGES: dict[Reason, str] = {
@@ -47,6 +50,9 @@ MESSAGES: dict[Reason, str] = {
     Reason.NOT_ALLOWED_TO_REVOKE: "Only the requester, the role's approvers or an admin can end this access.",
     Reason.NOT_REVOCABLE: "This access has already ended.",
     Reason.UNSUPPORTED_PRINCIPAL: "Your AWS principal cannot be given this role this way; ask an admin.",
+    Reason.REQUESTER_UNMAPPED: "The requester is no longer in the catalogue, so this request cannot be approved.",
+    Reason.IDENTITY_CHANGED: "The requester's AWS identity changed in the catalogue since they filed this request; "
+                             "they need to file it again.",
 }
 
 
@@ -91,6 +97,18 @@ class RequestView:
     state: RequestState
     requester: str
     approvals: frozenset[str] = frozenset()  # user ids who approved so far
+    # Whether the catalogue still maps the requester to the identity they filed as (identity_check).
+    identity: Reason = Reason.OK
+
+
+def identity_check(filed: str | None, current: str | None) -> Reason:
+    """Access goes to the person approved: the identity filed must still be the catalogue's, when the
+    approval lands (a requester removed or remapped since is refused, never given the old ARN)."""
+    if current is None:
+        return Reason.REQUESTER_UNMAPPED
+    if filed != current:
+        return Reason.IDENTITY_CHANGED
+    return Reason.OK
 
 
 @dataclass(frozen=True)
@@ -153,6 +171,8 @@ def decide_vote(
         break_glass = True
     if vote is Vote.DENY:
         return Decision(Outcome.DENIED, approvals=request.approvals)
+    if request.identity is not Reason.OK:
+        return Decision(Outcome.REFUSED, request.identity, approvals=request.approvals)
     if actor.user_id in request.approvals:
         return Decision(Outcome.REFUSED, Reason.ALREADY_VOTED, approvals=request.approvals)
     approvals = request.approvals | {actor.user_id}

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.core.rules import Actor, Outcome, Reason, RequestView, Vote, decide_vote
+from service.core.rules import Actor, Outcome, Reason, RequestView, Vote, decide_vote, identity_check
 from service.core.states import RequestState
 from service.operations.context import Context, NotFound, Refused
 from service.operations.granting import create_grant
@@ -84,7 +84,8 @@ def _cast_with(ctx: Context, request_id: int, approver: str, client_token: str) 
 
 
 DECIDABLE = frozenset(s.value for s in (RequestState.PENDING, RequestState.APPROVED, RequestState.DENIED))
-AUDITED_REFUSALS = frozenset({Reason.NOT_AN_APPROVER, Reason.SELF_APPROVAL, Reason.BREAK_GLASS_NEEDS_REASON})
+AUDITED_REFUSALS = frozenset({Reason.NOT_AN_APPROVER, Reason.SELF_APPROVAL, Reason.BREAK_GLASS_NEEDS_REASON,
+                              Reason.REQUESTER_UNMAPPED, Reason.IDENTITY_CHANGED})
 
 
 def _decide_locked(
@@ -105,7 +106,10 @@ def _decide_locked(
     approvals = frozenset(session.execute(
         select(Approval.approver).where(Approval.request_id == request_id, Approval.vote == Vote.APPROVE.value)
     ).scalars())
-    view = RequestView(state=RequestState(request.state), requester=request.requester, approvals=approvals)
+    identity = ctx.catalog.identity_for(request.requester)
+    view = RequestView(state=RequestState(request.state), requester=request.requester, approvals=approvals,
+                       identity=identity_check(request.identity_key or request.principal_arn,
+                                               identity.key if identity else None))
     decision = decide_vote(role.rules(), view, actor, vote, reason=note)
     if decision.refused:
         # Refusals of identity are security events: keep them in the audit log.
@@ -127,7 +131,8 @@ def _decide_locked(
                    break_glass=decision.break_glass or None)
         if dst is RequestState.APPROVED:
             session.refresh(request)
-            grant = create_grant(session, ctx.catalog, request, now, approver)
+            assert identity is not None  # identity_check passed
+            grant = create_grant(session, ctx.catalog, request, identity, now, approver)
             grant_id, target_key = grant.id, grant.target_key
     decided = Decided(request_id, decision.outcome, len(decision.approvals), grant_id, decision.break_glass)
     return decided, target_key

@@ -7,24 +7,39 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from service.catalog import Catalog
+from service.catalog.model import Role
+from service.core.identity import Identity
 from service.core.states import GrantState
-from service.core.targets import target_for
+from service.core.targets import TargetRef, target_for
 from service.store import repo
 from service.store.models import AccessRequest, Grant
 
 
-def session_name_for(principal_arn: str) -> str:
-    """The requester's IAM name: what the console uses as the role session name."""
-    return principal_arn.rsplit("/", 1)[-1][:64]
+def target_of(role: Role, identity: Identity) -> tuple[TargetRef, str]:
+    """Where this person's access to the role lives, and its lease key (raises TargetError)."""
+    return target_for(strategy=role.strategy.value, role_account=role.account, role_name=role.role_name,
+                      role_arn=role.arn, group=role.group, identity=identity, permission_set=role.permission_set)
 
 
-def create_grant(session: Session, catalog: Catalog, request: AccessRequest, now: datetime, actor: str) -> Grant:
-    """Insert the grant for an approved request and mark its target dirty. Caller commits, then syncs."""
+SSO_ROLE_PATH = "/aws-reserved/sso.amazonaws.com/"
+
+
+def principal_of(identity: Identity) -> str:
+    """The ARN a person signs in as, for display: the IAM user, or their (first) sign-in role."""
+    if identity.arn:
+        return identity.arn
+    role = identity.roles[0]
+    return role.arn or f"arn:aws:iam::{role.account}:role{SSO_ROLE_PATH}AWSReservedSSO_{role.permission_set}"
+
+
+def create_grant(
+    session: Session, catalog: Catalog, request: AccessRequest, identity: Identity, now: datetime, actor: str
+) -> Grant:
+    """Insert the grant for an approved request and mark its target dirty. Caller commits, then syncs.
+
+    `identity` is the catalogue's identity for the requester now, already checked to be the one filed."""
     role = catalog.roles[request.role_id]
-    target, lease_key = target_for(
-        strategy=role.strategy.value, role_account=role.account, role_name=role.role_name, role_arn=role.arn,
-        group=role.group, principal_arn=request.principal_arn,
-    )
+    target, lease_key = target_of(role, identity)
     starts = now
     expires = now + timedelta(seconds=request.duration_seconds)
     if request.extends_grant_id is not None:
@@ -35,8 +50,8 @@ def create_grant(session: Session, catalog: Catalog, request: AccessRequest, now
             expires = min(expires, now + role.max_duration)
     grant = Grant(
         request_id=request.id, role_id=role.id, requester=request.requester, principal_arn=request.principal_arn,
-        target_key=target.key, lease_key=lease_key, require_mfa=role.require_mfa,
-        session_name=session_name_for(request.principal_arn) if ":user/" in request.principal_arn else None,
+        identity_key=identity.key, target_key=target.key, lease_key=lease_key, require_mfa=role.require_mfa,
+        session_name=identity.session_name,
         starts_at=starts, expires_at=expires, state=GrantState.PROVISIONING.value,
     )
     session.add(grant)
@@ -45,5 +60,6 @@ def create_grant(session: Session, catalog: Catalog, request: AccessRequest, now
     repo.audit(
         session, at=now, actor=actor, action="grant.created", request_id=request.id, grant_id=grant.id,
         target_key=target.key, expires_at=expires.isoformat(), principal=request.principal_arn,
+        identity=identity.key,
     )
     return grant

@@ -10,11 +10,12 @@ from sqlalchemy.exc import IntegrityError
 
 from service.catalog.model import Role
 from service.core.durations import format_duration
+from service.core.identity import Identity
 from service.core.rules import Reason, check_filing
 from service.core.states import LIVE_GRANT_STATES, RequestState
-from service.core.targets import TargetError, target_for
+from service.core.targets import TargetError
 from service.operations.context import Context, NotFound, Refused
-from service.operations.granting import create_grant
+from service.operations.granting import create_grant, principal_of, target_of
 from service.store import repo
 from service.store.models import AccessRequest, Grant
 
@@ -47,17 +48,16 @@ def request_access(
     if role is None:
         allowed = ", ".join(r.id for r in ctx.catalog.roles_for(requester)) or "none"
         raise Refused(Reason.UNKNOWN_ROLE, f"There is no role {role_id!r}. Roles you can request: {allowed}.")
-    principal = ctx.catalog.principal_for(requester)
-    check = check_filing(role.rules(), duration=duration, reason=reason, has_principal=principal is not None)
-    if not check.ok or check.duration is None or principal is None:
+    identity = ctx.catalog.identity_for(requester)
+    check = check_filing(role.rules(), duration=duration, reason=reason, has_principal=identity is not None)
+    if not check.ok or check.duration is None or identity is None:
         hints = {
             Reason.DURATION_TOO_LONG: f"{role.id} allows at most {format_duration(role.max_duration)}.",
             Reason.REASON_REQUIRED: f"{role.id} needs a reason, e.g. `{role.id} 1h fixing INC-123`.",
         }
         raise Refused(check.reason, hints.get(check.reason))
     try:
-        target_for(strategy=role.strategy.value, role_account=role.account, role_name=role.role_name,
-                   role_arn=role.arn, group=role.group, principal_arn=principal)
+        target_of(role, identity)
     except TargetError as exc:
         raise Refused(Reason.UNSUPPORTED_PRINCIPAL, str(exc)) from exc
     if client_token:
@@ -67,7 +67,7 @@ def request_access(
             return earlier
     now = ctx.now()
     try:
-        filed = _file(ctx, role, principal, check.duration, requester=requester, reason=reason, ticket=ticket,
+        filed = _file(ctx, role, identity, check.duration, requester=requester, reason=reason, ticket=ticket,
                       team_id=team_id, extends_grant_id=extends_grant_id, client_token=client_token, now=now)
     except IntegrityError:
         # Two deliveries of one interaction at once: the other one's row is the request.
@@ -92,7 +92,7 @@ def _filed_with(ctx: Context, client_token: str) -> Filed | None:
 
 
 def _file(
-    ctx: Context, role: Role, principal: str, duration: timedelta, *, requester: str, reason: str | None,
+    ctx: Context, role: Role, identity: Identity, duration: timedelta, *, requester: str, reason: str | None,
     ticket: str | None, team_id: str | None, extends_grant_id: int | None, client_token: str | None,
     now: datetime,
 ) -> Filed:
@@ -104,7 +104,8 @@ def _file(
             if old.state not in {s.value for s in LIVE_GRANT_STATES}:
                 raise Refused(Reason.NOT_REVOCABLE, "That access has already ended; file a new request.")
         request = AccessRequest(
-            role_id=role.id, requester=requester, team_id=team_id, principal_arn=principal,
+            role_id=role.id, requester=requester, team_id=team_id, principal_arn=principal_of(identity),
+            identity_key=identity.key,
             duration_seconds=int(duration.total_seconds()), reason=(reason or "").strip() or None,
             ticket=(ticket or "").strip() or None, state=RequestState.PENDING.value, created_at=now,
             extends_grant_id=extends_grant_id, break_glass=False, reminders_sent=0, version=0,
@@ -119,7 +120,7 @@ def _file(
             repo.move_request(session, request.id, RequestState.PENDING, RequestState.APPROVED,
                               decided_at=now, decided_by="auto")
             repo.audit(session, at=now, actor="auto", action="request.approved", request_id=request.id)
-            grant = create_grant(session, ctx.catalog, request, now, "auto")
+            grant = create_grant(session, ctx.catalog, request, identity, now, "auto")
         filed = Filed(
             request_id=request.id,
             state=RequestState.APPROVED if grant else RequestState.PENDING,

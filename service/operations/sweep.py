@@ -100,8 +100,27 @@ def all_target_keys(ctx: Context) -> list[str]:
     return sorted(keys)
 
 
+def end_unmapped(ctx: Context) -> list[int]:
+    """End the live grants of people the catalogue no longer maps to the identity the grant was made for
+    (removed, or remapped to someone else): after a catalogue change, at the next reconcile or worker start."""
+    now = ctx.now()
+    ended: list[int] = []
+    keys: set[str] = set()
+    with ctx.store.begin() as session:
+        for g in repo.grants_in(session, LIVE_GRANT_STATES):
+            if ctx.catalog.identity_still(g.requester, g.identity_key or g.principal_arn) is None and \
+                    repo.end_unmapped_grant(session, g, now):
+                ended.append(g.id)
+                keys.add(g.target_key)
+                repo.mark_dirty(session, g.target_key, now)
+    for key in sorted(keys):
+        ctx.dispatch.sync(key, urgent=True)
+    return ended
+
+
 def reconcile_all(ctx: Context) -> list[str]:
     """Wake a sync for every target: repairs drift and finishes work a crash interrupted."""
+    end_unmapped(ctx)
     keys = all_target_keys(ctx)
     for key in keys:
         ctx.dispatch.sync(key)

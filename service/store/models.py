@@ -52,7 +52,9 @@ class AccessRequest(Base):
     role_id: Mapped[str] = mapped_column(String(64), index=True)
     requester: Mapped[str] = mapped_column(String(32), index=True)
     team_id: Mapped[str | None] = mapped_column(String(32))
-    principal_arn: Mapped[str] = mapped_column(String(2048))
+    principal_arn: Mapped[str] = mapped_column(String(2048))  # for display: the ARN the identity signs in as
+    # The person as the catalogue named them when filed (core.identity.Identity.key).
+    identity_key: Mapped[str | None] = mapped_column(String(2048))
     duration_seconds: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(Text)
     ticket: Mapped[str | None] = mapped_column(String(256))
@@ -93,6 +95,7 @@ class Grant(Base):
     role_id: Mapped[str] = mapped_column(String(64), index=True)
     requester: Mapped[str] = mapped_column(String(32), index=True)
     principal_arn: Mapped[str] = mapped_column(String(2048))
+    identity_key: Mapped[str | None] = mapped_column(String(2048))
     target_key: Mapped[str] = mapped_column(String(512))
     lease_key: Mapped[str] = mapped_column(String(2048))
     require_mfa: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -90,6 +90,21 @@ def expire_grant(session: Session, grant: Grant, now: datetime) -> bool:
     return True
 
 
+UNMAPPED = "the requester is no longer mapped to this identity in the catalogue"
+
+
+def end_unmapped_grant(session: Session, grant: Grant, now: datetime) -> bool:
+    """End a live grant whose requester the catalogue no longer maps to the same person; audited."""
+    if not move_grant(session, grant.id, GrantState(grant.state), GrantState.ENDING,
+                      end_reason=EndReason.REVOKED.value, end_requested_at=now, ended_by="keyturn",
+                      failure_reason=UNMAPPED):
+        return False
+    audit(session, at=now, actor="keyturn", action="grant.unmapped", grant_id=grant.id,
+          request_id=grant.request_id, target_key=grant.target_key, identity=grant.identity_key,
+          reason=UNMAPPED)
+    return True
+
+
 def mark_dirty(session: Session, target_key: str, now: datetime) -> None:
     """Note that a target's desired state changed; the sweeper re-enqueues it if the wake-up is lost.
 

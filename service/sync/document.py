@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from service.aws.documents import PolicyDocument
 from service.aws.errors import LimitExceeded, SyncConflict, TargetGone
+from service.core.identity import Pin, pin_for
 from service.core.policy import (
     Document,
     Lease,
@@ -42,9 +44,13 @@ def _orphaned_sids(owned: list[Statement]) -> set[str]:
 
 
 def sync_grants_document(
-    doc: PolicyDocument, kind: TargetKind, snaps: list[GrantSnap], now: datetime, attempts: int
+    doc: PolicyDocument, kind: TargetKind, snaps: list[GrantSnap], now: datetime, attempts: int,
+    pins: Mapping[int, Pin | str] | None = None,
 ) -> Plan:
-    """Rebuild the document as foreign statements + one owned statement per desired lease."""
+    """Rebuild the document as foreign statements + one owned statement per desired lease.
+
+    `pins` (trust policies) holds each live grant's pin as resolved in IAM for this sync, or the reason
+    it could not be: such a grant is not written, and fails (or, if it was active, ends) with that reason."""
     try:
         live = doc.read()
     except TargetGone as exc:
@@ -55,12 +61,17 @@ def sync_grants_document(
     wanted = live_snaps(snaps, now)
     failed: dict[int, str] = {}
     for s in list(wanted):
+        pin = (pins or {}).get(s.id)
+        if isinstance(pin, str):
+            failed[s.id] = pin
+            wanted.remove(s)
+    for s in list(wanted):
         if owned_sid(s.lease_key) in orphaned:
             # The principal was deleted: its statement is cleaned and the grant cannot continue.
             failed[s.id] = f"principal {s.lease_key} no longer exists in IAM"
             wanted.remove(s)
     while True:
-        leases, owned = owned_statements(kind, wanted, now)
+        leases, owned = owned_statements(kind, wanted, now, pins)
         new = rebuild(live, owned)
         problem = doc.limit_problem(new)
         if problem is None:
@@ -83,18 +94,33 @@ def sync_grants_document(
 
 
 def live_snaps(snaps: list[GrantSnap], now: datetime) -> list[GrantSnap]:
-    """The grants whose access belongs in IAM now."""
-    return [s for s in snaps if s.state in LIVE_GRANT_STATES and s.expires_at > now]
+    """The grants whose access belongs in IAM now: live, unexpired, and still the catalogue's person."""
+    return [s for s in snaps if s.state in LIVE_GRANT_STATES and s.expires_at > now and s.identity is not None]
+
+
+def _pin(s: GrantSnap, pins: Mapping[int, Pin | str] | None) -> Pin | None:
+    pin = (pins or {}).get(s.id)
+    if isinstance(pin, Pin):
+        return pin
+    if s.identity is not None and s.identity.is_user:
+        return pin_for(s.identity)
+    return None
 
 
 def owned_statements(
-    kind: TargetKind, snaps: list[GrantSnap], now: datetime
+    kind: TargetKind, snaps: list[GrantSnap], now: datetime, pins: Mapping[int, Pin | str] | None = None
 ) -> tuple[dict[str, Lease], list[Statement]]:
-    """The owned statements the database wants in a grants document: one per live lease key."""
-    build = trust_statement if kind is TargetKind.TRUST_POLICY else assume_statement
+    """The owned statements the database wants in a grants document: one per live lease key, each
+    admitting one person (trust policies: the principal and its session pinned; inline policies: the
+    session name, and on a group the member)."""
+    if kind is TargetKind.TRUST_POLICY:
+        wanted = [(s, _pin(s, pins)) for s in live_snaps(snaps, now)]
+        leases = combine_leases((Lease(s.lease_key, s.expires_at, s.require_mfa, s.session_name, pin)
+                                 for s, pin in wanted if pin is not None), now)
+        return leases, [trust_statement(lease) for lease in leases.values()]
     leases = combine_leases((Lease(s.lease_key, s.expires_at, s.require_mfa, s.session_name)
                              for s in live_snaps(snaps, now)), now)
-    return leases, [build(lease) for lease in leases.values()]
+    return leases, [assume_statement(lease) for lease in leases.values()]
 
 
 def sync_document_to(doc: PolicyDocument, owned: list[Statement], attempts: int) -> Plan:

@@ -49,6 +49,7 @@ def session_deny_statements(ctx: Context, ref: TargetRef, role: dict[str, Any], 
             continue
         live = g.state in {s.value for s in LIVE_GRANT_STATES} and g.expires_at > now
         ended = min(g.expires_at, g.end_requested_at or g.expires_at)
-        ends.append(SessionEnd(str(g.session_name), None if live else ended))
+        ends.append(SessionEnd(str(g.session_name), None if live else ended, g.identity_key or g.principal_arn))
     denies = session_denies(ends, now, max_session)
-    return [session_deny_statement(role["RoleId"], name, ended) for name, ended in sorted(denies.items())]
+    return [session_deny_statement(role["RoleId"], cut.session_name, cut.ended_at, person)
+            for person, cut in sorted(denies.items())]

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from service.catalog.model import Strategy
+from service.core.identity import Identity
 from service.core.states import (
     ENDING_GRANT_STATES,
     LIVE_GRANT_STATES,
@@ -30,6 +32,10 @@ class GrantSnap:
     require_mfa: bool
     session_name: str | None
     end_reason: EndReason | None
+    # The catalogue's identity for the requester now, when it is still the person the grant was made for;
+    # None for a grant that is not live. A live grant whose person is no longer mapped never gets here: it is
+    # moved to ending first (prepare), so nothing is written for a person the catalogue no longer names.
+    identity: Identity | None = None
 
 
 @dataclass
@@ -48,23 +54,33 @@ class Plan:
     gone_reason: str | None = None
 
 
-def _snap(g: Grant) -> GrantSnap:
+def _snap(g: Grant, identity: Identity | None = None) -> GrantSnap:
     return GrantSnap(
         id=g.id, request_id=g.request_id, role_id=g.role_id, state=GrantState(g.state), lease_key=g.lease_key,
         expires_at=g.expires_at, require_mfa=g.require_mfa, session_name=g.session_name,
-        end_reason=EndReason(g.end_reason) if g.end_reason else None,
+        end_reason=EndReason(g.end_reason) if g.end_reason else None, identity=identity,
     )
 
 
+def current_identity(ctx: Context, g: Grant) -> Identity | None:
+    """The catalogue's identity for the grant's requester, if it is still the person the grant is for."""
+    return ctx.catalog.identity_still(g.requester, g.identity_key or g.principal_arn)
+
+
 def prepare(ctx: Context, target_key: str, now: datetime) -> list[GrantSnap]:
-    """Move grants past their expiry to ending (sync does not wait for the sweeper), then snapshot."""
+    """Move grants past their expiry, and grants of people the catalogue no longer maps to the same
+    identity, to ending (sync does not wait for the sweeper); then snapshot."""
     with ctx.store.begin() as session:
         for g in repo.grants_for_target(session, target_key):
-            if g.state in {s.value for s in LIVE_GRANT_STATES} and g.expires_at <= now:
+            if g.state not in {s.value for s in LIVE_GRANT_STATES}:
+                continue
+            if g.expires_at <= now:
                 repo.expire_grant(session, g, now)
+            elif current_identity(ctx, g) is None:
+                repo.end_unmapped_grant(session, g, now)
         session.flush()
         session.expire_all()
-        return [_snap(g) for g in repo.grants_for_target(session, target_key)]
+        return [_snap(g, current_identity(ctx, g)) for g in repo.grants_for_target(session, target_key)]
 
 
 def finish(
@@ -110,7 +126,9 @@ def finish(
         follow_up: set[str] = set()
         for s in snaps:
             role = ctx.catalog.role(s.role_id)
-            if (s.id in ended or s.id in activated) and s.session_name and role is not None:
+            # (An Identity Center assignment has no target role of Keyturn's to carry a cut: see the README.)
+            if (s.id in ended or s.id in activated) and s.session_name and role is not None and \
+                    role.strategy is not Strategy.IDENTITY_CENTER:
                 # Removing the statement does not end sessions already issued: cut those too. A new grant
                 # lifts that person's cut (session_denies keeps none for someone with live access).
                 key = sessions_target(role.account, role.role_name).key

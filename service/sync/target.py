@@ -6,13 +6,16 @@ import logging
 from dataclasses import dataclass, field
 
 from service.aws.gateway import AwsGateway
+from service.aws.identities import IdentityUnresolved, resolve_pin
+from service.core.identity import Pin
+from service.core.states import LIVE_GRANT_STATES
 from service.core.targets import TargetKind, TargetRef
 from service.locks import Locks
 from service.operations.context import Context
 from service.sync.document import sync_grants_document
 from service.sync.members import sync_members
 from service.sync.sessions import sync_sessions
-from service.sync.state import finish, prepare
+from service.sync.state import GrantSnap, finish, prepare
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,23 @@ class SyncReport:
     follow_up: list[str] = field(default_factory=list)
 
 
+def resolve_pins(aws: AwsGateway, snaps: list[GrantSnap]) -> dict[int, Pin | str]:
+    """Each live grant's pin, with its person's sign-in roles read from IAM now; the reason where not."""
+    out: dict[int, Pin | str] = {}
+    seen: dict[str, Pin | str] = {}
+    for s in snaps:
+        if s.identity is None or s.state not in LIVE_GRANT_STATES:
+            continue
+        key = s.identity.key
+        if key not in seen:
+            try:
+                seen[key] = resolve_pin(aws.clients, s.identity)
+            except IdentityUnresolved as exc:
+                seen[key] = str(exc)
+        out[s.id] = seen[key]
+    return out
+
+
 def sync_target(
     ctx: Context, *, aws: AwsGateway, locks: Locks, target_key: str, verify_attempts: int = 6
 ) -> SyncReport:
@@ -43,7 +63,8 @@ def sync_target(
         elif ref.kind is TargetKind.ROLE_SESSIONS:
             plan = sync_sessions(ctx, aws, ref, started, verify_attempts)
         else:
-            plan = sync_grants_document(aws.document(ref), ref.kind, snaps, started, verify_attempts)
+            pins = resolve_pins(aws, snaps) if ref.kind is TargetKind.TRUST_POLICY else None
+            plan = sync_grants_document(aws.document(ref), ref.kind, snaps, started, verify_attempts, pins)
         outcome = finish(ctx, target_key, snaps, plan, started)
     report = SyncReport(target_key, plan.wrote, plan.hash_before, plan.hash_after, **outcome)
     # Committed: now the side effects.

@@ -44,8 +44,8 @@ def test_example_catalogue_loads() -> None:
     assert sorted(catalog.roles) == ["prod-admin", "prod-billing", "prod-readonly"]
     assert catalog.admins == frozenset({"U0ADMIN01"})
     assert catalog.request_timeout == timedelta(hours=2)
-    assert catalog.principal_for("U0ALICE01") == "arn:aws:iam::111111111111:user/alice"
-    assert catalog.principal_for("U0NOBODY") is None
+    assert catalog.principals["U0ALICE01"] == "arn:aws:iam::111111111111:user/alice"
+    assert catalog.principals.get("U0NOBODY") is None
 
 
 def test_example_roles_are_resolved() -> None:
@@ -115,7 +115,7 @@ def test_auto_approve_allows_empty_approvers() -> None:
         pytest.param(lambda r: r["settings"].update(timeout="1h"), "settings.timeout", "is not a known field",
                      id="unknown-settings-field"),
         pytest.param(lambda r: r["principals"].update(U0DAVE001="dave"), "principals.U0DAVE001",
-                     "must be an IAM user or role ARN", id="principal-not-an-arn"),
+                     "must be an IAM user ARN", id="principal-not-an-arn"),
         pytest.param(lambda r: r["principals"].update(dave="arn:aws:iam::111111111111:user/dave"),
                      "principals.dave", "Slack user id", id="principal-key-not-a-slack-user"),
         pytest.param(_role(1, min_approvals=2), "roles[1].min_approvals", "needs 2 distinct approvers but only 1",

@@ -22,11 +22,11 @@ from service.aws.gateway import AwsGateway
 from service.catalog import Catalog, parse_catalog
 from service.core.policy import is_owned, size_without_whitespace
 from service.core.rules import Vote
-from service.core.targets import target_for
 from service.demo.local import seed_iam
 from service.locks import LocalLocks, Locks
 from service.operations.context import Context, RecordingDispatcher
 from service.operations.decide_request import decide_request
+from service.operations.granting import target_of
 from service.operations.request_access import request_access
 from service.operations.revoke_grant import revoke_grant
 from service.operations.sweep import SweepReport, sweep
@@ -131,9 +131,7 @@ class World:
 
     # ---- reading state ------------------------------------------------------------------------
     def target(self, role_id: str, user: str = "U0ALICE01") -> str:
-        role = self.catalog.roles[role_id]
-        ref, _ = target_for(strategy=role.strategy.value, role_account=role.account, role_name=role.role_name,
-                            role_arn=role.arn, group=role.group, principal_arn=self.catalog.principals[user])
+        ref, _ = target_of(self.catalog.roles[role_id], self.catalog.identities[user])
         return ref.key
 
     def arn(self, user: str) -> str:

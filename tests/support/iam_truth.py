@@ -14,16 +14,16 @@ from typing import Any
 from sqlalchemy import select
 
 from service.aws.errors import TargetGone
-from service.catalog import Strategy
 from service.core.policy import canonical, document_hash, split
-from service.core.targets import TargetKind, TargetRef, sessions_target, target_for
+from service.core.targets import TargetError, TargetKind, TargetRef, sessions_target
+from service.operations.granting import target_of
 from service.operations.sweep import all_target_keys
 from service.store import repo
 from service.store.models import AuditEvent, OwnedMembership, Target
 from service.sync.document import owned_statements
 from service.sync.members import _hash as members_hash
 from service.sync.sessions import session_deny_statements
-from service.sync.state import _snap
+from service.sync.state import _snap, current_identity
 
 CHAIN_ACTIONS = ("iam.write", "iam.changed")
 
@@ -50,11 +50,11 @@ class IamTruth:
         keys = set(all_target_keys(self.kt.ctx))
         for role in catalog.roles.values():
             keys.add(sessions_target(role.account, role.role_name).key)
-            for arn in catalog.principals.values():
-                if role.strategy is not Strategy.TRUST_POLICY and ":user/" not in arn:
+            for identity in catalog.identities.values():
+                try:
+                    ref, _ = target_of(role, identity)
+                except TargetError:
                     continue
-                ref, _ = target_for(strategy=role.strategy.value, role_account=role.account,
-                                    role_name=role.role_name, role_arn=role.arn, group=role.group, principal_arn=arn)
                 keys.add(ref.key)
         return sorted(keys)
 
@@ -81,7 +81,7 @@ class IamTruth:
             role = self.kt.runtime.aws.role_info(ref)
             return sorted(canonical(s) for s in session_deny_statements(self.kt.ctx, ref, role, now))
         with self.kt.ctx.store() as session:
-            snaps = [_snap(g) for g in repo.grants_for_target(session, key)]
+            snaps = [_snap(g, current_identity(self.kt.ctx, g)) for g in repo.grants_for_target(session, key)]
         leases, owned = owned_statements(ref.kind, snaps, now)
         if ref.kind is TargetKind.GROUP:
             return sorted(leases)
