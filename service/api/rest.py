@@ -39,6 +39,7 @@ from service.api.schemas import (
     RequestSchema,
     RevokeSchema,
 )
+from service.api.scope import Scope, scope_of
 from service.core.durations import format_duration
 from service.core.rules import Reason, Vote
 from service.operations.cancel_request import cancel_request
@@ -148,6 +149,11 @@ def _actor() -> str:
     return user
 
 
+def _scope() -> Scope:
+    """What the token's user may read (api/scope.py)."""
+    return scope_of(_state().ctx, _actor())
+
+
 @blp.before_request
 def _authenticate() -> None:
     user = token_user(request.headers.get("Authorization", ""), _state().tokens)
@@ -170,8 +176,8 @@ def _not_found(exc: NotFound) -> tuple[dict[str, str], int]:
 
 ERRORS = {
     401: "No valid bearer token",
-    403: "Refused by a rule; `code` is the reason",
-    404: "No such request or grant",
+    403: "Refused by a rule; `code` is the reason (`forbidden`: the audit log is for admins only)",
+    404: "No such request or grant, or none the token's user may read",
     409: "The request or grant has moved on (`not_pending`, `not_revocable`, `already_voted`)",
 }
 
@@ -229,15 +235,15 @@ def _requests_out(session: Session, rows: Sequence[AccessRequest]) -> list[dict[
 def _request_out(request_id: int) -> dict[str, Any]:
     with _state().ctx.store() as session:
         row = session.get(AccessRequest, request_id)
-        if row is None:
-            raise NotFound(f"no request {request_id}")
+        if row is None or not _scope().sees(row):
+            raise NotFound(f"no request {request_id}")  # one the caller may not read does not exist for them
         return _requests_out(session, [row])[0]
 
 
 def _grant_out(grant_id: int) -> Grant:
     with _state().ctx.store() as session:
         grant = session.get(Grant, grant_id)
-        if grant is None:
+        if grant is None or not _scope().sees(grant):
             raise NotFound(f"no grant {grant_id}")
         return grant
 
@@ -248,9 +254,9 @@ def _grant_out(grant_id: int) -> Grant:
 @blp.response(200, RequestSchema(many=True))
 @blp.paginate(page_size=PAGE_SIZE, max_page_size=MAX_PAGE_SIZE)
 def list_requests(pagination_parameters: Any, **filters: Any) -> list[dict[str, Any]]:
-    """List access requests, newest first"""
+    """List access requests, newest first: the caller's own, those of the roles they approve, all for an admin"""
     with _state().ctx.store() as session:
-        stmt = _where(select(AccessRequest), AccessRequest, filters)
+        stmt = _scope().where(_where(select(AccessRequest), AccessRequest, filters), AccessRequest)
         return _requests_out(session, _page(session, stmt, AccessRequest.id.desc(), pagination_parameters))
 
 
@@ -268,9 +274,10 @@ def get_request(request_id: int) -> dict[str, Any]:
 @blp.response(200, GrantSchema(many=True))
 @blp.paginate(page_size=PAGE_SIZE, max_page_size=MAX_PAGE_SIZE)
 def list_grants(pagination_parameters: Any, **filters: Any) -> Sequence[Grant]:
-    """List grants, newest first"""
+    """List grants, newest first: the caller's own, those of the roles they approve, all for an admin"""
     with _state().ctx.store() as session:
-        return _page(session, _where(select(Grant), Grant, filters), Grant.id.desc(), pagination_parameters)
+        stmt = _scope().where(_where(select(Grant), Grant, filters), Grant)
+        return _page(session, stmt, Grant.id.desc(), pagination_parameters)
 
 
 @blp.get(f"/grants/<{ID}:grant_id>")
@@ -282,12 +289,14 @@ def get_grant(grant_id: int) -> Grant:
 
 
 @blp.get("/audit")
-@documents()
+@documents(403)
 @blp.arguments(AuditFilterSchema, location="query", as_kwargs=True)
 @blp.response(200, AuditEventSchema(many=True))
 @blp.paginate(page_size=PAGE_SIZE, max_page_size=MAX_PAGE_SIZE)
 def list_audit(pagination_parameters: Any, **filters: Any) -> Sequence[AuditEvent]:
-    """The append-only audit log, oldest first (with IAM document hashes before/after a write)"""
+    """The append-only audit log, oldest first (with IAM document hashes before/after a write); admins only"""
+    if not _scope().admin:
+        abort(403, message="The audit log is for Keyturn's admins only.")
     with _state().ctx.store() as session:
         return _page(session, _where(select(AuditEvent), AuditEvent, filters), AuditEvent.id.asc(),
                      pagination_parameters)

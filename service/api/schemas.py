@@ -202,6 +202,10 @@ The rules are the ones Slack applies, enforced in the same place.
 (`KEYTURN_API_TOKENS=U123:token,...`); that user is the actor of every write. A missing or unknown
 token is `401`.
 
+**What you can read.** Your own requests and grants, and those of the roles you approve; an admin reads
+everything. A request or grant you may not read is `404`, as if it did not exist. The audit log is for
+admins only (`403 forbidden` for anyone else).
+
 **Pagination.** List endpoints take `page` (from 1) and `page_size` (default 50, at most 200) and
 return a JSON array; the `X-Pagination` response header holds JSON metadata:
 `{"total", "total_pages", "first_page", "last_page", "page", "previous_page", "next_page"}`.
@@ -213,7 +217,8 @@ Requests and grants are listed newest first, audit events oldest first.
 - `403` with the refusal reason as `code`, when a rule says no: `not_an_approver`, `self_approval`,
   `break_glass_needs_reason`, `not_requester`, `not_allowed_to_revoke`, `unknown_role`, `no_principal`,
   `duration_too_long`, `duration_not_positive`, `reason_required`, `unsupported_principal`.
-- `404 not_found`: no such request or grant.
+- `403 forbidden`: the audit log, for someone who is not an admin.
+- `404 not_found`: no such request or grant (or none you may read).
 - `409` when the request or grant has moved on: `not_pending`, `not_revocable`, `already_voted`.
 - `422 unprocessable_entity`: invalid query or body; `errors` says where.
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,14 +11,7 @@ from sqlalchemy import func, select
 
 from service.api.rest import token_user
 from service.store.models import AccessRequest, AuditEvent
-from tests.api import ADMIN, ALICE, BOB, CAROL, EVE, ApiWorld, bearer, make_api
-
-
-@pytest.fixture
-def world(db_url: str, tmp_path: Path) -> Iterator[ApiWorld]:
-    w = make_api(db_url, tmp_path)
-    yield w
-    w.close()
+from tests.api import ADMIN, ALICE, BOB, CAROL, EVE, ApiWorld, bearer
 
 
 def file(client: Any, user: str = ALICE, role_id: str = "prod-admin", **body: Any) -> Any:
@@ -87,7 +78,7 @@ def test_request_approve_revoke_with_the_same_rules_as_slack(world: ApiWorld) ->
     assert resp.json["message"] == "You are not an approver for this role."
     resp = c.post(f"/api/v1/requests/{rid}/approve", headers=bearer(ALICE))
     assert resp.status_code == 403 and resp.json["code"] == "not_an_approver"
-    assert c.get(f"/api/v1/requests/{rid}", headers=bearer(EVE)).json["state"] == "pending"
+    assert c.get(f"/api/v1/requests/{rid}", headers=bearer(ALICE)).json["state"] == "pending"
 
     # An approver approves: approved, and a grant in provisioning.
     resp = c.post(f"/api/v1/requests/{rid}/approve", json={"note": "ok"}, headers=bearer(BOB))
@@ -120,16 +111,16 @@ def test_request_approve_revoke_with_the_same_rules_as_slack(world: ApiWorld) ->
     assert world.dispatch.syncs == [grant["target_key"]] * 2
 
     # The audit log has the refused votes (security events) and every transition.
-    events = c.get(f"/api/v1/audit?request_id={rid}", headers=bearer(EVE)).json
+    events = c.get(f"/api/v1/audit?request_id={rid}", headers=bearer(ADMIN)).json
     actions = [e["action"] for e in events]
     assert actions == ["request.filed", "vote.refused", "vote.refused", "vote.approve", "request.approved",
                        "grant.created", "grant.revoke_requested"]
-    refused = c.get("/api/v1/audit?action=vote.refused", headers=bearer(EVE)).json
+    refused = c.get("/api/v1/audit?action=vote.refused", headers=bearer(ADMIN)).json
     assert [(e["actor"], e["detail"]["reason"]) for e in refused] == [(EVE, "not_an_approver"),
                                                                        (ALICE, "not_an_approver")]
     assert set(refused[0]) >= {"id", "at", "actor", "action", "request_id", "grant_id", "target_key",
                                "hash_before", "hash_after", "detail"}
-    by_grant = c.get(f"/api/v1/audit?grant_id={gid}", headers=bearer(EVE)).json
+    by_grant = c.get(f"/api/v1/audit?grant_id={gid}", headers=bearer(ADMIN)).json
     assert [e["action"] for e in by_grant] == ["grant.created", "grant.revoke_requested"]
     assert by_grant[1]["detail"] == {"note": "done"}
 
@@ -146,7 +137,7 @@ def test_self_approval_is_refused_and_break_glass_needs_a_reason(world: ApiWorld
     assert resp.status_code == 403 and resp.json["code"] == "break_glass_needs_reason"
     resp = c.post(f"/api/v1/requests/{rid}/approve", json={"note": "prod is down"}, headers=bearer(BOB))
     assert resp.status_code == 200 and resp.json["break_glass"] is True and resp.json["grant_id"]
-    refused = c.get("/api/v1/audit?action=vote.refused", headers=bearer(BOB)).json
+    refused = c.get("/api/v1/audit?action=vote.refused", headers=bearer(ADMIN)).json
     assert [e["detail"]["reason"] for e in refused] == ["self_approval", "break_glass_needs_reason"]
 
 
@@ -210,7 +201,7 @@ def _pagination(resp: Any) -> dict[str, Any]:
 
 
 def test_listing_with_filters_and_pagination(world: ApiWorld) -> None:
-    c, h = world.client, bearer(EVE)
+    c, h = world.client, bearer(ADMIN)
     ids = [file(c, ALICE).json["id"] for _ in range(7)]
     bob_id = file(c, BOB).json["id"]
     c.post(f"/api/v1/requests/{ids[0]}/deny", headers=bearer(CAROL))
