@@ -14,7 +14,7 @@ from service.catalog import Catalog
 from service.core.rules import Vote
 from service.core.states import LIVE_GRANT_STATES, RequestState
 from service.slack import views
-from service.slack.text import esc, seconds, slack_date
+from service.slack.text import fold, quote, seconds, slack_date
 from service.store.models import AccessRequest, Approval, Grant, ProcessedEvent, SlackMessage
 
 log = logging.getLogger(__name__)
@@ -171,9 +171,9 @@ class SlackNotifier:
         }
         line = f"Your request #{req.id} for `{req.role_id}` " + words.get(req.state, req.state).format(who=who)
         if req.decision_note and req.state == RequestState.DENIED.value:
-            line += f"\n> {esc(req.decision_note)}"
+            line += "\n" + quote(req.decision_note)
         alarm = ":rotating_light: *BREAK-GLASS* self-approval: " if req.break_glass else ""
-        note = f" — {esc(req.decision_note)}" if req.decision_note else ""
+        note = f" — {fold(req.decision_note)}" if req.decision_note else ""
         self._tell(f"request.decided:{req.id}", req.requester, line,
                    f"{alarm}Request #{req.id} by <@{req.requester}> for `{req.role_id}`: {req.state} by {who}{note}")
 
@@ -211,7 +211,7 @@ class SlackNotifier:
 
     def on_grant_failed(self, grant_id: int) -> None:
         grant = self._grant(grant_id)
-        reason = esc(grant.failure_reason or "unknown")
+        reason = fold(grant.failure_reason or "unknown")
         self._tell(f"grant.failed:{grant.id}", grant.requester,
                    f"Your access to `{grant.role_id}` could not be granted: {reason}",
                    f":warning: Grant {grant.id} of `{grant.role_id}` to <@{grant.requester}> failed: {reason}")
@@ -219,11 +219,11 @@ class SlackNotifier:
     def on_grant_revocation_failed(self, grant_id: int) -> None:
         grant = self._grant(grant_id)
         self._audit(f":rotating_light: Removing grant {grant.id} (`{grant.role_id}`, <@{grant.requester}>) keeps "
-                    f"failing: {esc(grant.failure_reason)}. IAM's own expiry condition still applies; "
+                    f"failing: {fold(grant.failure_reason)}. IAM's own expiry condition still applies; "
                     f"`keyturn revoke {grant.id} --force --as ADMIN` retries the clean-up.")
 
     def on_vote_refused(self, request_id: int, actor: str, reason: str) -> None:
-        self._audit(f":no_entry_sign: <@{actor}> tried to decide request #{request_id}: refused ({esc(reason)})")
+        self._audit(f":no_entry_sign: <@{actor}> tried to decide request #{request_id}: refused ({fold(reason)})")
 
     def on_home_refresh(self, user_id: str) -> None:
         with self.store() as session:

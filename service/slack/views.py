@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from service.catalog import Catalog, Role
-from service.slack.text import esc, seconds, slack_date
+from service.slack.text import esc, fold, quote, seconds, slack_date
 from service.store.models import AccessRequest, Grant
 
 Blocks = list[dict[str, Any]]
@@ -50,10 +50,16 @@ def request_fields(req: AccessRequest, catalog: Catalog) -> str:
         f"*Requester:* <@{req.requester}>",
         f"*Role:* {role_line(role, req.role_id, catalog)}",
         f"*Duration:* {seconds(req.duration_seconds)}" + (" (extension)" if req.extends_grant_id else ""),
-        f"*Reason:* {esc(req.reason) or '_none given_'}",
     ]
     if req.ticket:
-        lines.append(f"*Ticket:* {esc(req.ticket)}")
+        lines.append(f"*Ticket:* {fold(req.ticket)}")
+    # The requester's own words come last: one line as it is, several quoted line by line, so a
+    # "Duration: 15m" or "Approved by" typed into a reason never starts a line of its own.
+    reason = quote(req.reason)
+    if not reason:
+        lines.append("*Reason:* _none given_")
+    else:
+        lines.append(f"*Reason:* {reason[2:]}" if "\n" not in reason else f"*Reason:*\n{reason}")
     return "\n".join(lines)
 
 
@@ -78,7 +84,7 @@ def approver_message(req: AccessRequest, catalog: Catalog, approvals: list[str])
     if req.break_glass:
         line += " — :rotating_light: *break-glass self-approval*"
     if req.decision_note:
-        line += f"\n> {esc(req.decision_note)}"
+        line += "\n" + quote(req.decision_note)
     blocks.append(section(line))
     return f"Access request #{req.id}: {req.state}", blocks
 

@@ -172,3 +172,35 @@ def test_home_view_lists_active_pending_and_at_most_five_recent_roles(catalog: C
 def test_home_view_when_empty(catalog: Catalog) -> None:
     body = dump(views.home_view(catalog, NOW, [], [], [])["blocks"])
     assert "_No active access._" in body and "_Nothing pending._" in body and "Recently used" not in body
+
+
+# ---- user text cannot pass for Keyturn's own lines -------------------------------------------------
+FORGED = "fixing INC-1\n*Duration:* 15m\r\n:white_check_mark: Approved by <@U0APPR01>\u2028*Role:* read-only\n\n"
+OWN_LINES = ("*Requester:*", "*Role:*", "*Duration:*", "*Reason:*", "*Ticket:*", ":key: Access request",
+             ":no_entry: Denied by")
+
+
+def _lines(blocks: Any) -> list[str]:
+    return [line for b in blocks if b["type"] == "section" for line in b["text"]["text"].splitlines()]
+
+
+@pytest.mark.parametrize("state", ["pending", "denied"])
+def test_line_breaks_in_user_text_cannot_forge_a_field(catalog: Catalog, state: str) -> None:
+    req = request(reason=FORGED, ticket="INC-2\n*Duration:* 1m", decision_note="no\n*Role:* x", state=state,
+                  decided_at=NOW, decided_by=APPR1)
+    lines = _lines(views.approver_message(req, catalog, [])[1])
+    # Every line is either one of Keyturn's own or quoted user text.
+    assert all(line.startswith(OWN_LINES) or line.startswith("> ") for line in lines), lines
+    assert [line for line in lines if line.startswith("*Duration:*")] == ["*Duration:* 1h30m"]
+    assert [line for line in lines if line.startswith("*Role:*")] == ["*Role:* *Ops admin* (`ops-admin`) in `sandbox`"]
+    assert not [line for line in lines if line.startswith(":white_check_mark:")]
+    assert "> *Duration:* 15m" in lines and "> :white_check_mark: Approved by &lt;@U0APPR01&gt;" in lines
+    assert "*Ticket:* INC-2 *Duration:* 1m" in lines  # folded onto its own line
+    if state == "denied":
+        assert "> no" in lines and "> *Role:* x" in lines
+
+
+def test_a_one_line_reason_reads_as_before(catalog: Catalog) -> None:
+    lines = _lines(views.approver_message(request(reason="  rotate keys "), catalog, [])[1])
+    assert lines[-1] == "*Reason:* rotate keys"
+    assert _lines(views.approver_message(request(reason=" \n "), catalog, [])[1])[-1] == "*Reason:* _none given_"
