@@ -22,6 +22,7 @@ class AwsClients:
         self._config = config
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[Any, datetime | None]] = {}
+        self._regional: dict[tuple[str, str | None], Any] = {}
 
     def iam(self, account: str) -> Any:
         """An IAM client acting in `account`."""
@@ -32,6 +33,22 @@ class AwsClients:
             client, expires = self._build(account)
             self._cache[account] = (client, expires)
             return client
+
+    def sso_admin(self, region: str | None = None) -> Any:
+        """An IAM Identity Center (sso-admin) client in the instance's region (None: the default region)."""
+        return self._regional_client("sso-admin", region)
+
+    def identitystore(self, region: str | None = None) -> Any:
+        """An Identity Store client in the instance's region (None: the default region)."""
+        return self._regional_client("identitystore", region)
+
+    def _regional_client(self, service: str, region: str | None) -> Any:
+        # Identity Center lives in one region of the account that runs Keyturn (its own credentials).
+        with self._lock:
+            key = (service, region)
+            if key not in self._regional:
+                self._regional[key] = self._session.client(service, region_name=region, config=self._config)
+            return self._regional[key]
 
     def sts(self) -> Any:
         return self._session.client("sts", config=self._config)

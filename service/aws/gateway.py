@@ -7,6 +7,8 @@ from typing import Any
 from service.aws.clients import AwsClients
 from service.aws.documents import SESSIONS_POLICY_NAME, InlinePolicy, PolicyDocument, TrustPolicy
 from service.aws.groups import GroupMembers
+from service.aws.identity_center import AccountAssignments
+from service.catalog.model import IdentityCenter
 from service.core.targets import TargetKind, TargetRef
 
 
@@ -36,3 +38,10 @@ class AwsGateway:
         """The role's unique id and MaxSessionDuration (raises if it does not exist)."""
         role: dict[str, Any] = self.clients.iam(ref.account).get_role(RoleName=ref.name)["Role"]
         return role
+
+    def identity_center(self, ref: TargetRef, center: IdentityCenter) -> AccountAssignments:
+        """The account assignments of one permission set in one account, in the catalogue's instance."""
+        if ref.kind is not TargetKind.IDENTITY_CENTER:
+            raise ValueError(f"{ref.key} is not an Identity Center target")
+        return AccountAssignments(self.clients.sso_admin(center.region), self.clients.identitystore(center.region),
+                                  center, account=ref.account, permission_set=ref.name)

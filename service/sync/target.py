@@ -12,6 +12,7 @@ from service.core.states import LIVE_GRANT_STATES
 from service.core.targets import TargetKind, TargetRef
 from service.locks import Locks
 from service.operations.context import Context
+from service.sync.assignments import sync_assignments
 from service.sync.document import sync_grants_document
 from service.sync.members import sync_members
 from service.sync.sessions import sync_sessions
@@ -60,6 +61,12 @@ def sync_target(
         snaps = prepare(ctx, target_key, started)
         if ref.kind is TargetKind.GROUP:
             plan = sync_members(ctx, aws.group(ref), target_key, snaps, started, verify_attempts)
+        elif ref.kind is TargetKind.IDENTITY_CENTER:
+            center = ctx.catalog.identity_center
+            if center is None:
+                raise ValueError(f"{target_key}: the catalogue has no settings.identity_center")
+            plan = sync_assignments(ctx, aws.identity_center(ref, center), target_key, snaps, started,
+                                    verify_attempts)
         elif ref.kind is TargetKind.ROLE_SESSIONS:
             plan = sync_sessions(ctx, aws, ref, started, verify_attempts)
         else:
