@@ -74,7 +74,7 @@ def config_check(path: str) -> None:
             click.echo(f"  {error}", err=True)
         sys.exit(1)
     click.echo(f"{path}: ok ({len(catalog.accounts)} accounts, {len(catalog.roles)} roles, "
-               f"{len(catalog.principals)} principals)")
+               f"{len(catalog.identities)} identities)")
 
 
 @main.group()

@@ -35,7 +35,7 @@ def _run(*args: str) -> Result:
 def test_config_check_accepts_the_example_catalogue() -> None:
     result = _run("config", "check", str(EXAMPLE))
     assert result.exit_code == 0, result.output
-    assert "ok (2 accounts, 3 roles, 4 principals)" in result.output
+    assert "ok (2 accounts, 3 roles, 5 identities)" in result.output
 
 
 def test_config_check_lists_every_error_with_its_path() -> None:

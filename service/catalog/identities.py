@@ -169,21 +169,24 @@ def check_identities(data: dict[str, Any], known_accounts: dict[str, str], error
             account = role.get("account") if isinstance(role, dict) else None
             if account and account not in known_accounts:
                 add(f"identities.{i}.permission_sets.{j}", "account", f"account {account!r} is not in accounts")
+    def shown(where: str) -> str:
+        return re.sub(r"\.(\d+)", r"[\1]", where)
+
     for where, slack, key, session in entries:
         if isinstance(slack, str):
             if slack in seen:
                 add(where, "slack" if where.startswith("identities") else "",
-                    f"{slack} is already mapped at {seen[slack]}: one entry per Slack user")
+                    f"{slack} is already mapped at {shown(seen[slack])}: one entry per Slack user")
             seen.setdefault(slack, where)
         if key is not None:
             if key in by_key:
                 add(where, "slack" if where.startswith("identities") else "",
-                    f"is the same person as {by_key[key]}: two Slack users cannot share one AWS identity")
+                    f"is the same person as {shown(by_key[key])}: two Slack users cannot share one AWS identity")
             by_key.setdefault(key, where)
         if session is not None:
             folded = session.casefold()
             if folded in by_session and by_key.get(key or "") == where:
                 add(where, "session_name" if where.startswith("identities") else "",
-                    f"session name {session!r} is also {by_session[folded]}'s: on a role their sessions could "
+                    f"session name {session!r} is also {shown(by_session[folded])}'s: on a role their sessions could "
                     "not be told apart (session cuts and pins match on it)")
             by_session.setdefault(folded, where)

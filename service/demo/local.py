@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from service.aws.identities import SSO_ROLE_PATH
 from service.catalog import Catalog, Strategy
 from service.core.targets import parse_principal
 
@@ -70,8 +72,31 @@ def start_moto() -> tuple[str, Any]:
     return f"http://127.0.0.1:{port}", server
 
 
+def sso_role_name(permission_set: str) -> str:
+    """The name IAM Identity Center gives a permission set's role: AWSReservedSSO_<set>_<16 hex>."""
+    return f"AWSReservedSSO_{permission_set}_{hashlib.sha256(permission_set.encode()).hexdigest()[:16]}"
+
+
+def _sign_in_roles(catalog: Catalog) -> set[tuple[str, str]]:
+    """(path, name) of every role the catalogue's people sign in with."""
+    out: set[tuple[str, str]] = set()
+    for identity in catalog.identities.values():
+        for r in identity.roles:
+            if r.arn:
+                resource = r.arn.split(":", 5)[5]  # role/path/Name
+                path, _, name = resource[len("role"):].rpartition("/")
+                out.add((f"{path}/", name))
+            else:
+                out.add((f"{SSO_ROLE_PATH}{SSO_REGION}/", sso_role_name(str(r.permission_set))))
+    return out
+
+
+SSO_REGION = "eu-west-1"
+
+
 def seed_iam(iam: Any, catalog: Catalog) -> None:
-    """Create what the catalogue names: roles (each with a foreign statement), groups, users."""
+    """Create what the catalogue names: roles (each with a foreign statement), groups, users, and the roles
+    people sign in with (IAM Identity Center's permission-set roles, federation roles)."""
     for arn in catalog.principals.values():
         p = parse_principal(arn)
         if p.kind == "user":
@@ -79,7 +104,17 @@ def seed_iam(iam: Any, catalog: Catalog) -> None:
                 iam.create_user(UserName=p.name)
             except iam.exceptions.EntityAlreadyExistsException:
                 pass
+    for path, name in sorted(_sign_in_roles(catalog)):
+        trust = {"Version": "2012-10-17", "Statement": [{
+            "Sid": "SignIn", "Effect": "Allow", "Principal": {"Federated": "arn:aws:iam::123456789012:saml-provider/x"},
+            "Action": "sts:AssumeRoleWithSAML"}]}
+        try:
+            iam.create_role(RoleName=name, Path=path, AssumeRolePolicyDocument=json.dumps(trust))
+        except iam.exceptions.EntityAlreadyExistsException:
+            pass
     for role in catalog.roles.values():
+        if role.strategy is Strategy.IDENTITY_CENTER:
+            continue  # Identity Center makes that role itself
         trust = {"Version": "2012-10-17", "Statement": [{
             "Sid": "BreakGlassTeam", "Effect": "Allow",
             "Principal": {"AWS": f"arn:aws:iam::{role.account}:root"}, "Action": "sts:AssumeRole",

@@ -114,9 +114,9 @@ def test_auto_approve_allows_empty_approvers() -> None:
         pytest.param(lambda r: r.update(groups=[]), "groups", "is not a known field", id="unknown-top-field"),
         pytest.param(lambda r: r["settings"].update(timeout="1h"), "settings.timeout", "is not a known field",
                      id="unknown-settings-field"),
-        pytest.param(lambda r: r["principals"].update(U0DAVE001="dave"), "principals.U0DAVE001",
+        pytest.param(lambda r: r.setdefault("principals", {}).update(U0DAVE001="dave"), "principals.U0DAVE001",
                      "must be an IAM user ARN", id="principal-not-an-arn"),
-        pytest.param(lambda r: r["principals"].update(dave="arn:aws:iam::111111111111:user/dave"),
+        pytest.param(lambda r: r.setdefault("principals", {}).update(dave="arn:aws:iam::111111111111:user/dave"),
                      "principals.dave", "Slack user id", id="principal-key-not-a-slack-user"),
         pytest.param(_role(1, min_approvals=2), "roles[1].min_approvals", "needs 2 distinct approvers but only 1",
                      id="min-approvals-above-approvers"),
@@ -178,3 +178,58 @@ def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(CatalogError) as info:
         load_catalog(missing)
     assert info.value.errors == [f"{missing}: cannot read: No such file or directory"]
+
+
+# ---- identities --------------------------------------------------------------------------------------------
+def _with(identities: list[dict[str, Any]] | None = None, principals: dict[str, str] | None = None) -> Mutation:
+    def mutate(raw: dict[str, Any]) -> None:
+        raw["identities"] = raw.get("identities", []) + (identities or [])
+        if principals is not None:
+            raw["principals"] = principals
+    return mutate
+
+
+SSO = {"slack": "U0ZOE0001", "kind": "sso_user", "user_name": "zoe@example.com",
+       "permission_sets": [{"account": "identity", "permission_set": "Engineer"}]}
+
+
+@pytest.mark.parametrize(("mutate", "where", "fragment"), [
+    pytest.param(_with(principals={"U0ZOE0001": "arn:aws:iam::111111111111:role/AWSReservedSSO_Admin_0123"}),
+                 "principals.U0ZOE0001", "kind: sso_user", id="role-arn-as-principal"),
+    pytest.param(_with(principals={"U0ZOE0001": "arn:aws:iam::111111111111:user/ålice"}),
+                 "principals.U0ZOE0001", "ASCII", id="unicode-user"),
+    pytest.param(_with(principals={"U0ZOE0001": "arn:aws:iam::111111111111:user/alice\n"}),
+                 "principals.U0ZOE0001", "ASCII", id="trailing-newline"),
+    pytest.param(_with(principals={"U0ZOE0001": "arn:aws:iam::111111111111:user/a"}),
+                 "principals.U0ZOE0001", "2-64", id="one-character-user"),
+    pytest.param(_with([{**SSO, "user_name": "z"}]), "identities[0].user_name", "2-64", id="short-session-name"),
+    pytest.param(_with([{**SSO, "kind": "iam_role"}]), "identities[0].role_arn", "is required for kind iam_role",
+                 id="kind-fields-missing"),
+    pytest.param(_with([{**SSO, "arn": "arn:aws:iam::111111111111:user/zoe"}]), "identities[0].arn",
+                 "is not used by kind sso_user", id="field-of-another-kind"),
+    pytest.param(_with([{**SSO, "permission_sets": [{"account": "nowhere", "permission_set": "X"}]}]),
+                 "identities[0].permission_sets[0].account", "not in accounts", id="unknown-account"),
+    pytest.param(_with([{**SSO, "permission_sets": [{"permission_set": "X"}]}]),
+                 "identities[0].permission_sets[0]", "both account and permission_set", id="half-a-permission-set"),
+    pytest.param(_with([{"slack": "U0ZOE0001", "kind": "iam_user", "arn": "arn:aws:iam::111111111111:user/alice"}]),
+                 "identities[0].slack", "cannot share one AWS identity", id="two-slack-ids-one-person"),
+    pytest.param(_with([{"slack": "U0ALICE01", "kind": "iam_user", "arn": "arn:aws:iam::111111111111:user/zed"}]),
+                 "identities[0].slack", "one entry per Slack user", id="one-slack-id-twice"),
+    pytest.param(_with([{"slack": "U0ZOE0001", "kind": "iam_user", "arn": "arn:aws:iam::222222222222:user/alice"}]),
+                 "identities[0].session_name", "could not be told apart", id="alice-in-two-accounts"),
+    pytest.param(_with([{**SSO, "user_name": "ALICE"}]), "identities[0].session_name", "could not be told apart",
+                 id="session-names-differ-only-in-case"),
+])
+def test_identity_mistakes_are_reported_with_their_path(mutate: Mutation, where: str, fragment: str) -> None:
+    errors = errors_for(mutate)
+    where = where.replace("identities[0]", f"identities[{len(RAW['identities'])}]")  # appended after the example's
+    assert any(e.startswith(f"{where}:") and fragment in e for e in errors), errors
+
+
+def test_identities_load_with_their_kind_and_key() -> None:
+    catalog = load_catalog(EXAMPLE)
+    dana = catalog.identities["U0DANA001"]
+    assert dana.key == "sso_user:dana@example.com" and dana.session_name == "dana@example.com"
+    assert dana.roles[0].account == "111111111111" and dana.roles[0].permission_set == "Engineer"
+    assert catalog.identities["U0ALICE01"].key == "arn:aws:iam::111111111111:user/alice"
+    assert "U0DANA001" not in catalog.principals  # the derived view holds IAM users only

@@ -267,3 +267,26 @@ def test_any_interleaving_reaches_at_most_one_sound_decision(scenario: Scenario)
         assert REQUESTER not in new_approvals or new_state is RequestState.APPROVED
         state, approvals = new_state, new_approvals
     assert decisions <= 1
+
+
+# ---- the requester's identity when the approval lands -------------------------------------------------
+@pytest.mark.parametrize(("filed", "current", "reason"), [
+    ("arn:aws:iam::1:user/alice", "arn:aws:iam::1:user/alice", Reason.OK),
+    ("arn:aws:iam::1:user/alice", None, Reason.REQUESTER_UNMAPPED),
+    ("arn:aws:iam::1:user/alice", "arn:aws:iam::2:user/alice", Reason.IDENTITY_CHANGED),
+    (None, "sso_user:alice", Reason.IDENTITY_CHANGED),
+])
+def test_identity_check(filed: str | None, current: str | None, reason: Reason) -> None:
+    from service.core.rules import identity_check
+
+    assert identity_check(filed, current) is reason
+
+
+def test_an_approval_for_a_remapped_requester_is_refused_but_a_deny_is_not() -> None:
+    from service.core.rules import RequestView
+
+    rules = RoleRules(role_id="r", approvers=frozenset({"U0BOB0001"}))
+    view = RequestView(state=RequestState.PENDING, requester="U0ALICE01", identity=Reason.IDENTITY_CHANGED)
+    bob = Actor("U0BOB0001")
+    assert decide_vote(rules, view, bob, Vote.APPROVE).reason is Reason.IDENTITY_CHANGED
+    assert decide_vote(rules, view, bob, Vote.DENY).outcome is Outcome.DENIED
