@@ -12,6 +12,7 @@ from service.operations.context import Context, Refused
 from service.operations.request_access import request_access
 from service.slack import views
 from service.slack.interactions import queue
+from service.slack.listeners import submission_token
 from service.slack.text import esc, seconds
 
 
@@ -91,7 +92,8 @@ def request_form_submitted(ack: Any, view: dict[str, Any], context: Any) -> None
         return
     try:
         request_access(ctx, requester=context["actor_id"], role_id=role_id or "", duration=duration, reason=reason,
-                       ticket=ticket, team_id=context["team_id"])
+                       ticket=ticket, team_id=context["team_id"],
+                       client_token=submission_token(view, context["actor_id"]))
     except Refused as exc:
         field = {Reason.REASON_REQUIRED: "reason", Reason.DURATION_TOO_LONG: "duration",
                  Reason.DURATION_NOT_POSITIVE: "duration"}.get(exc.reason, "role")

@@ -14,6 +14,7 @@ from service.operations.context import Context, Refused
 from service.operations.request_access import request_access
 from service.operations.revoke_grant import revoke_grant
 from service.slack import views
+from service.slack.listeners import submission_token
 from service.store.models import Grant
 
 
@@ -65,7 +66,8 @@ def extend_submitted(ack: Any, view: dict[str, Any], context: Any) -> None:
         role_id = grant.role_id if grant else ""
     try:
         request_access(ctx, requester=context["actor_id"], role_id=role_id, duration=duration, reason=reason,
-                       team_id=context["team_id"], extends_grant_id=grant_id)
+                       team_id=context["team_id"], extends_grant_id=grant_id,
+                       client_token=submission_token(view, context["actor_id"]))
     except Refused as exc:
         field = "duration" if exc.reason in (Reason.DURATION_TOO_LONG, Reason.DURATION_NOT_POSITIVE) else "reason"
         ack(response_action="errors", errors={field: str(exc)})
