@@ -28,7 +28,7 @@ from service.settings import Settings
 from tests.support.slack_fake import FakeSlack
 from tests.support.slack_signing import sign, slash_command_body
 
-SECRET = "bench-ack-profile"
+SECRET = "bench-ack-profile-secret-7c2e9f4a1d8b"  # 32+ characters
 REDIS_URL = "redis://127.0.0.1:6379/13"
 CATALOG = Path(__file__).resolve().parent.parent / "config" / "catalog.example.yaml"
 
@@ -65,6 +65,7 @@ def main() -> None:
     slack = FakeSlack().start()
     settings = Settings(database_url=f"sqlite:///{tempfile.mkdtemp()}/ack-profile.sqlite", redis_url=REDIS_URL,
                         catalog_path=CATALOG, slack_bot_token="xoxb-test", slack_signing_secret=SECRET,
+                        task_signing_key="bench-ack-profile-task-key-5e8a0c3f9b71",
                         slack_api_url=slack.base_url, log_level="INFO")
     app = create_app(settings)
     queue = redis.Redis.from_url(REDIS_URL)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 ACCOUNT = "123456789012"  # moto's default account: every role and user lives here
-SIGNING_SECRET = "bench-signing-secret"
+SIGNING_SECRET = "bench-signing-secret-4b6f1e2a9d3c7e58"  # 32+ characters: the web refuses a short one
+TASK_SIGNING_KEY = "bench-task-signing-key-0f7d2c9a4e1b6358"
 BOT_TOKEN = "xoxb-bench"
 APPROVERS = ("U0APPRV01", "U0APPRV02")
 ADMIN = "U0ADMIN01"

@@ -30,6 +30,7 @@ import yaml
 from bench.catalogue import (
     BOT_TOKEN,
     SIGNING_SECRET,
+    TASK_SIGNING_KEY,
     catalogue,
 )
 from bench.clients import StackClients
@@ -193,6 +194,7 @@ class Stack(StackClients):
         return {
             "DATABASE_URL": self.db_url, "REDIS_URL": self.redis_url, "KEYTURN_CATALOG": str(self.catalog_path),
             "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "KEYTURN_TASK_SIGNING_KEY": TASK_SIGNING_KEY, "KEYTURN_SLACK_RESPONSE_HOSTS": self.slack_url,
             "SLACK_API_URL": f"{self.slack_url}/api/", "AWS_ENDPOINT_URL": self.proxy_url,
             "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
             "KEYTURN_SWEEP_INTERVAL": self.config.sweep_interval, "KEYTURN_LOG_LEVEL": self.config.log_level,

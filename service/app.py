@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from service.logs import request_id_var, setup_logging
 from service.runtime import Runtime, build_runtime
-from service.settings import Settings
+from service.settings import Settings, SettingsError, serves_slack, slack_problems
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +26,25 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     from workers.celery_app import celery_init_app
 
     settings = settings or Settings.from_env()
-    setup_logging(settings.log_level, (settings.slack_bot_token, settings.slack_signing_secret))
+    setup_logging(settings.log_level, (settings.slack_bot_token, settings.slack_signing_secret,
+                                       settings.task_signing_key, *settings.api_tokens))
+    slack = http and serves_slack(settings)
+    problems = slack_problems(settings) if slack else []
+    if problems:  # before anything is built: a web with a guessable secret must not start at all
+        raise SettingsError("Keyturn cannot serve Slack with these settings:\n  " + "\n  ".join(problems))
     app = Flask("keyturn")
     celery_app = celery_init_app(app, settings)
     rt = runtime or build_runtime(settings, celery_app=celery_app)
     app.extensions["keyturn"] = rt
     client = _mount_notifier(app, settings, rt)
     if not http:
+        if not settings.task_signing_key:
+            log.error("KEYTURN_TASK_SIGNING_KEY is not set: this worker refuses every queued Slack interaction")
         return app
-    _mount_slack(app, settings, rt, client)
+    if slack:
+        _mount_slack(app, settings, rt, client)
+    else:
+        log.warning("SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN are not set: /slack/events is not served")
     _mount_observability(app, rt)
     from service.api.rest import register_api
 

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from service.core.durations import DurationError, parse_duration
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_RESPONSE_ORIGINS = ("https://hooks.slack.com",)  # where Slack's response_urls point
+MIN_SIGNING_SECRET = 32  # Slack's signing secrets are 32 hexadecimal characters
+MIN_TASK_KEY = 32
+MIN_API_TOKEN = 20
+# A value containing one of these was copied from an example, not generated (.env.example says "replace-me").
+PLACEHOLDERS = ("replace-me", "replace_me", "replaceme", "change-me", "changeme", "change_me", "placeholder",
+                "not-configured", "example", "<", ">")
 
 
 class SettingsError(ValueError):
@@ -31,6 +40,15 @@ class Settings:
     sync_max_retries: int = 6
     api_tokens: Mapping[str, str] = field(default_factory=dict, repr=False)  # token -> Slack user id
     log_level: str = "INFO"
+    # The one Slack workspace served; empty team and enterprise: what auth.test reports at start.
+    slack_team_ids: tuple[str, ...] = ()
+    slack_enterprise_id: str = ""
+    slack_app_id: str = ""
+    # Origins (scheme://host[:port]) a worker may answer on; a response_url elsewhere is never fetched.
+    slack_response_origins: tuple[str, ...] = DEFAULT_RESPONSE_ORIGINS
+    # HMAC key of queued interactions (web signs, worker verifies); Redis never holds it.
+    task_signing_key: str = field(default="", repr=False)
+    task_max_age: timedelta = timedelta(minutes=30)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -59,12 +77,9 @@ class Settings:
                 raise SettingsError(f"{name}: must not be negative")
             return value
 
-        tokens: dict[str, str] = {}
-        for pair in filter(None, (env.get("KEYTURN_API_TOKENS") or "").split(",")):
-            user, sep, token = pair.partition(":")
-            if not sep or not user.strip() or not token.strip():
-                raise SettingsError("KEYTURN_API_TOKENS: write it as U123:token,U456:token")
-            tokens[token.strip()] = user.strip()
+        def ids(name: str) -> tuple[str, ...]:
+            return tuple(i.strip() for i in (env.get(name) or "").split(",") if i.strip())
+
         api_url = env.get("SLACK_API_URL") or base.slack_api_url
         return cls(
             database_url=env.get("DATABASE_URL") or base.database_url,
@@ -77,9 +92,86 @@ class Settings:
             reconcile_interval=dur("KEYTURN_RECONCILE_INTERVAL", base.reconcile_interval),
             lock_timeout=dur("KEYTURN_LOCK_TIMEOUT", base.lock_timeout),
             sync_max_retries=integer("KEYTURN_SYNC_MAX_RETRIES", base.sync_max_retries),
-            api_tokens=tokens,
+            api_tokens=api_tokens(env.get("KEYTURN_API_TOKENS") or ""),
             log_level=(env.get("KEYTURN_LOG_LEVEL") or "INFO").upper(),
+            slack_team_ids=ids("KEYTURN_SLACK_TEAM_ID"),
+            slack_enterprise_id=(env.get("KEYTURN_SLACK_ENTERPRISE_ID") or "").strip(),
+            slack_app_id=(env.get("KEYTURN_SLACK_APP_ID") or "").strip(),
+            slack_response_origins=tuple(origin(o, "KEYTURN_SLACK_RESPONSE_HOSTS")
+                                         for o in ids("KEYTURN_SLACK_RESPONSE_HOSTS")) or DEFAULT_RESPONSE_ORIGINS,
+            task_signing_key=env.get("KEYTURN_TASK_SIGNING_KEY", ""),
+            task_max_age=dur("KEYTURN_TASK_MAX_AGE", base.task_max_age),
         )
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def api_tokens(raw: str) -> dict[str, str]:
+    """KEYTURN_API_TOKENS (U123:token,U456:token) as token -> user; a short, copied or repeated token is refused
+    (a repeated one would silently belong to whoever is named last). Messages never quote a token."""
+    tokens: dict[str, str] = {}
+    for n, pair in enumerate(filter(None, (p.strip() for p in raw.split(","))), start=1):
+        user, sep, token = (part.strip() for part in pair.partition(":"))
+        if not sep or not user or not token:
+            raise SettingsError("KEYTURN_API_TOKENS: write it as U123:token,U456:token")
+        problem = secret_problem(token, MIN_API_TOKEN)
+        if problem:
+            raise SettingsError(f"KEYTURN_API_TOKENS: the token of entry {n} ({user}) {problem}")
+        if token in tokens:
+            raise SettingsError(f"KEYTURN_API_TOKENS: {tokens[token]} and {user} are given the same token; "
+                                "give every user a token of their own")
+        tokens[token] = user
+    return tokens
+
+
+def secret_problem(value: str, min_length: int) -> str | None:
+    """Why a secret cannot be used (empty, copied from an example, too short), or None."""
+    if not value:
+        return "is not set"
+    if any(mark in value.lower() for mark in PLACEHOLDERS):
+        return "is a placeholder copied from an example"
+    if len(value) < min_length or len(set(value)) < 8:
+        return f"is too short to be a secret (at least {min_length} random characters)"
+    if any(c.isspace() for c in value):
+        return "contains white space"
+    return None
+
+
+def slack_problems(settings: Settings) -> list[str]:
+    """What stops the web from serving Slack with these settings, one line each naming the variable.
+
+    Serving Slack needs a real signing secret, a bot token and a task signing key; with neither the secret nor
+    the token set the web serves no Slack at all (the REST API and the CLI still work)."""
+    problems = []
+    secret = secret_problem(settings.slack_signing_secret, MIN_SIGNING_SECRET)
+    if secret:
+        problems.append(f"SLACK_SIGNING_SECRET {secret}: set it to the Signing Secret of the Slack app "
+                        "(Basic Information > App Credentials); every request to /slack/events is verified with it")
+    token = settings.slack_bot_token
+    if not token:
+        problems.append("SLACK_BOT_TOKEN is not set: set it to the app's Bot User OAuth Token (xoxb-...)")
+    elif not re.fullmatch(r"xoxb-[A-Za-z0-9-]+", token) or any(m in token.lower() for m in PLACEHOLDERS):
+        problems.append("SLACK_BOT_TOKEN is not a bot token: set it to the app's Bot User OAuth Token "
+                        "(OAuth & Permissions, xoxb-...), not a placeholder")
+    key = secret_problem(settings.task_signing_key, MIN_TASK_KEY)
+    if key:
+        problems.append(f"KEYTURN_TASK_SIGNING_KEY {key}: set the same random key on web and workers "
+                        "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`); "
+                        "queued Slack interactions are signed with it")
+    return problems
+
+
+def serves_slack(settings: Settings) -> bool:
+    """Whether the web mounts /slack/events: it does as soon as either Slack secret is set (and then checks all)."""
+    return bool(settings.slack_signing_secret or settings.slack_bot_token)
+
+
+def origin(value: str, name: str) -> str:
+    """scheme://host[:port], lower case; a bare host means https."""
+    parts = urlsplit(value if "://" in value else f"https://{value}")
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.path not in ("", "/") \
+            or parts.username or parts.password or parts.query:
+        raise SettingsError(f"{name}: {value!r} is not an origin (https://host[:port])")
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname.lower()}{port}"

@@ -15,9 +15,10 @@ from tests.support.postgres import PostgresServer, pg_admin_url, skip_postgres, 
 from tests.support.processes import ProcessRegistry
 from tests.support.redis_server import RedisProcess, SessionRedis
 from tests.support.slack_fake import FakeSlack
+from tests.support.slack_signing import DEFAULT_SECRET, TASK_SIGNING_KEY
 
 SLACK_BOT_TOKEN = "xoxb-test"
-SLACK_SIGNING_SECRET = "test-secret"
+SLACK_SIGNING_SECRET = DEFAULT_SECRET
 
 
 # ---- AWS (moto server) ---------------------------------------------------------------------------
@@ -114,6 +115,8 @@ def slack_api() -> Iterator[FakeSlack]:
         mp.setenv("SLACK_API_URL", fake.base_url)
         mp.setenv("SLACK_BOT_TOKEN", SLACK_BOT_TOKEN)
         mp.setenv("SLACK_SIGNING_SECRET", SLACK_SIGNING_SECRET)
+        mp.setenv("KEYTURN_TASK_SIGNING_KEY", TASK_SIGNING_KEY)
+        mp.setenv("KEYTURN_SLACK_RESPONSE_HOSTS", fake.root_url)  # its response_urls are on loopback
         try:
             yield fake
         finally:

@@ -85,9 +85,11 @@ def reconcile_all() -> int:
 def slack_interaction(self: Any, kind: str, payload: dict[str, Any]) -> None:
     """Carry out a Slack interaction the web acknowledged (file, list, approve) and answer the user."""
     notifier = current_app.extensions.get("keyturn.notifier")
-    answer = slack_answer(payload, notifier.client if notifier is not None else None)
+    rt = runtime()
+    answer = slack_answer(payload, notifier.client if notifier is not None else None,
+                          rt.settings.slack_response_origins)
     try:
-        run_interaction(runtime().ctx, kind, payload, answer)
+        run_interaction(rt.ctx, kind, payload, answer)
     except Exception as exc:
         if self.request.retries < self.max_retries:
             # Transient (the database restarting…): filing and voting are idempotent, so try again.

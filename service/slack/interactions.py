@@ -20,10 +20,12 @@ from sqlalchemy import select
 
 from service.core.durations import DurationError
 from service.core.rules import Vote
+from service.core.slack_trust import response_url_allowed
 from service.core.states import LIVE_GRANT_STATES, RequestState
 from service.operations.context import Context, NotFound, Refused
 from service.operations.decide_request import decide_request
 from service.operations.request_access import request_access
+from service.settings import DEFAULT_RESPONSE_ORIGINS
 from service.slack.text import esc, seconds, slack_date
 from service.store.models import AccessRequest, Grant
 
@@ -108,14 +110,19 @@ def list_text(ctx: Context, user: str) -> str:
     return "\n".join(lines)
 
 
-def slack_answer(payload: dict[str, Any], client: Any | None) -> Answer:
+def slack_answer(payload: dict[str, Any], client: Any | None,
+                 origins: tuple[str, ...] = DEFAULT_RESPONSE_ORIGINS) -> Answer:
     """Answer on the response_url (ephemeral); without one, by DM. A lost answer is logged, never retried:
-    the work it reports is already done."""
+    the work it reports is already done. A response_url off Slack's own hosts (`origins`) is never fetched:
+    it is logged and the answer dropped (a DM instead would tell a forger's victim nothing useful)."""
 
     def answer(text: str, replace: bool) -> None:
         try:
             url = payload.get("response_url")
-            if url:
+            if url and not response_url_allowed(url, origins):
+                log.warning("refused to answer on a response_url off Slack's hosts",
+                            extra={"response_url": str(url)[:200], "user": payload.get("user")})
+            elif url:
                 WebhookClient(url, timeout=10).send(text=text, response_type="ephemeral", replace_original=replace)
             elif client is not None:
                 client.chat_postMessage(channel=payload["user"], text=text)

@@ -30,8 +30,10 @@ from service.store.db import migrate
 from service.store.models import AccessRequest, AuditEvent, Grant
 from tests.support.slack_fake import FakeSlack, SlackCall
 from tests.support.slack_signing import (
+    DEFAULT_SECRET,
     FORM,
     JSON,
+    TASK_SIGNING_KEY,
     block_actions_body,
     event_callback_body,
     post_signed,
@@ -229,7 +231,9 @@ class InlineDispatcher(RecordingDispatcher):
         if not self.inline:
             return
         notifier = self.app.extensions["keyturn.notifier"]
-        run_interaction(self.app.extensions["keyturn"].ctx, kind, payload, slack_answer(payload, notifier.client))
+        rt = self.app.extensions["keyturn"]
+        run_interaction(rt.ctx, kind, payload,
+                        slack_answer(payload, notifier.client, rt.settings.slack_response_origins))
 
 
 def build_world(db_url: str, redis_url: str, fake: FakeSlack, catalog_path: Path) -> tuple[SlackWorld, ServedApp]:
@@ -238,7 +242,8 @@ def build_world(db_url: str, redis_url: str, fake: FakeSlack, catalog_path: Path
 
     migrate(db_url)
     settings = Settings(database_url=db_url, redis_url=redis_url, catalog_path=catalog_path,
-                        slack_bot_token="xoxb-test", slack_signing_secret="test-secret",
+                        slack_bot_token="xoxb-test", slack_signing_secret=DEFAULT_SECRET,
+                        task_signing_key=TASK_SIGNING_KEY, slack_response_origins=(fake.root_url,),
                         slack_api_url=fake.base_url, log_level="WARNING")
     dispatch = InlineDispatcher()
     rt = build_runtime(settings, dispatch=dispatch)

@@ -19,6 +19,11 @@ from tests.slack.conftest import ALICE, APPR1, MALLORY, SlackWorld
 from workers.celery_app import celery_config
 
 
+def origins(world: SlackWorld) -> tuple[str, ...]:
+    """Where the world's worker may answer: the fake Slack's response_urls are on loopback."""
+    return tuple(world.rt.settings.slack_response_origins)
+
+
 @pytest.fixture
 def queued(world: SlackWorld) -> Iterator[SlackWorld]:
     """The world with no worker draining the queue: interactions stay recorded, not run."""
@@ -38,7 +43,7 @@ def test_approve_click_is_acknowledged_before_any_decision_and_queued_with_the_s
     assert payload["request_id"] == request_id and payload["user"] == APPR1 and payload["team"] == "T0TEAM001"
     assert payload["response_url"].endswith("/response/appr")
     # The worker's turn: the same payload decides as APPR1 (ops-read needs one approval).
-    run_interaction(queued.ctx, kind, payload, slack_answer(payload, None))
+    run_interaction(queued.ctx, kind, payload, slack_answer(payload, None, origins(queued)))
     assert queued.request(request_id).state == "approved"
     assert queued.replies("appr") == []  # success changes the approvers' message; no extra ephemeral
 
@@ -49,7 +54,7 @@ def test_a_refused_approve_is_answered_ephemerally_without_replacing_the_approve
     request_id = queued.file("ops-read")
     queued.click("approve_request", request_id, MALLORY, key="mallory")
     ((kind, payload),) = queued.dispatch.interactions
-    run_interaction(queued.ctx, kind, payload, slack_answer(payload, None))
+    run_interaction(queued.ctx, kind, payload, slack_answer(payload, None, origins(queued)))
     (reply,) = queued.replies("mallory")
     assert "not an approver" in reply.params["text"].lower()
     assert reply.params["replace_original"] is False and reply.params["response_type"] == "ephemeral"
@@ -75,7 +80,7 @@ def test_a_redelivered_filing_finds_its_request_instead_of_filing_twice(queued: 
     queued.command("ops-read 1h", key="f", trigger_id="9999.1111.aaaa")
     ((kind, payload),) = queued.dispatch.interactions
     for _ in range(2):  # the task ran, its worker died before acknowledging it, Celery delivered it again
-        run_interaction(queued.ctx, kind, payload, slack_answer(payload, None))
+        run_interaction(queued.ctx, kind, payload, slack_answer(payload, None, origins(queued)))
     with queued.ctx.store() as session:
         (request,) = session.query(AccessRequest).all()
     assert request.client_token == "9999.1111.aaaa"
@@ -83,7 +88,8 @@ def test_a_redelivered_filing_finds_its_request_instead_of_filing_twice(queued: 
     first, second = (r.params["text"] for r in queued.replies("f"))
     assert first == second == f"Request #{request.id} for `ops-read` is sent to the approvers."
     # A different invocation (another trigger id) is another request.
-    run_interaction(queued.ctx, kind, {**payload, "token": "9999.2222.bbbb"}, slack_answer(payload, None))
+    run_interaction(queued.ctx, kind, {**payload, "token": "9999.2222.bbbb"},
+                    slack_answer(payload, None, origins(queued)))
     assert queued.count(AccessRequest) == 2
 
 
@@ -153,7 +159,7 @@ def test_a_redelivered_approve_whose_vote_counted_is_not_answered_as_a_refusal(q
     queued.click("approve_request", request_id, APPR1, key="appr")
     ((kind, payload),) = queued.dispatch.interactions
     for _ in range(2):  # the worker died after committing the vote; Celery delivered the task again
-        run_interaction(queued.ctx, kind, payload, slack_answer(payload, None))
+        run_interaction(queued.ctx, kind, payload, slack_answer(payload, None, origins(queued)))
     assert queued.count(Approval) == 1 and queued.request(request_id).state == "pending"
     assert queued.replies("appr") == []
     assert payload["token"]  # the click's trigger id, kept on the vote
@@ -163,12 +169,12 @@ def test_a_redelivered_approve_whose_vote_counted_is_not_answered_as_a_refusal(q
     queued.click("approve_request", request_id, APPR1, key="again")
     again = queued.dispatch.interactions[-1][1]
     assert again["token"] != payload["token"]
-    run_interaction(queued.ctx, "approve", again, slack_answer(again, None))
+    run_interaction(queued.ctx, "approve", again, slack_answer(again, None, origins(queued)))
     assert [c.params["text"] for c in queued.replies("again")] == ["You have already approved this request."]
     # Someone else's refused click is still answered.
     queued.click("approve_request", request_id, MALLORY, key="mallory")
     run_interaction(queued.ctx, "approve", queued.dispatch.interactions[-1][1],
-                    slack_answer(queued.dispatch.interactions[-1][1], None))
+                    slack_answer(queued.dispatch.interactions[-1][1], None, origins(queued)))
     assert len(queued.replies("mallory")) == 1
 
 
@@ -177,7 +183,7 @@ def test_a_redelivered_deciding_approve_sends_the_decision_and_the_sync_again(qu
     queued.click("approve_request", request_id, APPR1, key="appr")
     ((kind, payload),) = queued.dispatch.interactions
     for _ in range(2):  # the worker died after the commit, before (or after) sending the wake-ups
-        run_interaction(queued.ctx, kind, payload, slack_answer(payload, None))
+        run_interaction(queued.ctx, kind, payload, slack_answer(payload, None, origins(queued)))
     assert queued.request(request_id).state == "approved" and queued.count(Approval) == 1
     assert queued.replies("appr") == []
     assert len(queued.notes("request.decided")) == 2

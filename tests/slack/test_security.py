@@ -15,6 +15,7 @@ import requests
 from service.store.models import AccessRequest, Approval, AuditEvent, Grant, ProcessedEvent, SlackMessage
 from tests.slack.conftest import ALICE, APPR1, APPROVERS_CHANNEL, AUDIT_CHANNEL, BOB, MALLORY, SlackWorld
 from tests.support.slack_signing import (
+    DEFAULT_SECRET,
     FORM,
     JSON,
     block_actions_body,
@@ -38,7 +39,7 @@ def send(world: SlackWorld, body: str, content_type: str, headers: dict[str, str
 
 def good(body: str, age: int = 0) -> dict[str, str]:
     ts = str(int(time.time()) - age)
-    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": sign("test-secret", ts, body)}
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": sign(DEFAULT_SECRET, ts, body)}
 
 
 BAD_HEADERS: dict[str, Callable[[str], dict[str, str]]] = {

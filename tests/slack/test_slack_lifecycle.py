@@ -33,6 +33,7 @@ from tests.slack.conftest import (
 )
 from tests.support.live import Keyturn, broker_url, fault_proxy, keyturn_procs  # noqa: F401 - reused fixtures
 from tests.support.slack_fake import FakeSlack, SlackCall
+from tests.support.slack_signing import DEFAULT_SECRET, TASK_SIGNING_KEY
 
 pytestmark = pytest.mark.slow
 WAIT = 30.0
@@ -54,7 +55,8 @@ def live(request: pytest.FixtureRequest, db_url: str, slack_fake: FakeSlack) -> 
     from service.app import create_app
 
     kt: Keyturn = request.getfixturevalue("keyturn_procs")  # tests/integration's processes, reused
-    kt.env.update(SLACK_BOT_TOKEN="xoxb-test", SLACK_API_URL=slack_fake.base_url, SLACK_SIGNING_SECRET="test-secret")
+    kt.env.update(SLACK_BOT_TOKEN="xoxb-test", SLACK_API_URL=slack_fake.base_url, SLACK_SIGNING_SECRET=DEFAULT_SECRET,
+                  KEYTURN_TASK_SIGNING_KEY=TASK_SIGNING_KEY, KEYTURN_SLACK_RESPONSE_HOSTS=slack_fake.root_url)
     kt.start_worker(aws_url=kt.moto_url)
     kt.start_beat()
     app = create_app(Settings.from_env(kt.env), runtime=kt.runtime)

@@ -16,7 +16,8 @@ import requests
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
-DEFAULT_SECRET = "test-secret"
+DEFAULT_SECRET = "8f14e45fceea167a5a36dedd4bea2543"  # Slack's shape: 32 hex characters
+TASK_SIGNING_KEY = "tests-task-key-9c1185a5c5e9fc54612808977ee8f548"  # KEYTURN_TASK_SIGNING_KEY
 TEAM_ID = "T0TEAM001"
 TEAM_DOMAIN = "keyturn-test"
 APP_ID = "A0KEYTURN"
