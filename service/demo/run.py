@@ -18,7 +18,7 @@ from service.core.rules import Vote
 from service.demo.local import seed_iam, start_celery, start_moto, start_redis
 from service.settings import Settings
 
-CATALOG = Path(__file__).resolve().parent.parent / "config" / "catalog.example.yaml"
+CATALOG = Path(__file__).resolve().parents[2] / "config" / "catalog.example.yaml"
 T0 = time.monotonic()
 
 
@@ -128,9 +128,39 @@ def _walk(rt: Any, iam: Any, catalog: Any, grant_seconds: int) -> int:
     wait_until("the revocation", lambda: grant_state(second.grant_id) == "revoked", 20)
     revoked_gone = not owned_now()
     say(f"grant {second.grant_id} revoked; statement {'gone' if revoked_gone else 'STILL THERE'}")
+    sso_ok = _sso_person(rt, iam, role, bob, grant_state)
     doc = iam.get_role(RoleName=role.role_name)["Role"]["AssumeRolePolicyDocument"]
     foreign_ok = [s["Sid"] for s in doc["Statement"]] == ["BreakGlassTeam"]
     say(f"foreign statement untouched: {foreign_ok}")
-    ok = bool(statement) and gone and revoked_gone and foreign_ok
+    ok = bool(statement) and gone and revoked_gone and sso_ok and foreign_ok
     say("demo finished: " + ("every step checked out" if ok else "SOMETHING WAS WRONG"))
     return 0 if ok else 1
+
+
+def _sso_person(rt: Any, iam: Any, role: Any, approver: str, grant_state: Callable[[int | None], str]) -> bool:
+    """An IAM Identity Center person: pinned to their own session of the shared permission-set role."""
+    from service.operations.decide_request import decide_request
+    from service.operations.request_access import request_access
+    from service.operations.revoke_grant import revoke_grant
+
+    dana = rt.catalog.identities["U0DANA001"]
+
+    def owned_now() -> list[dict[str, Any]]:
+        doc = iam.get_role(RoleName=role.role_name)["Role"]["AssumeRolePolicyDocument"]
+        return [s for s in split(doc)[1] if s["Sid"] == owned_sid(dana.key)]
+
+    filed = request_access(rt.ctx, requester=dana.slack_id, role_id=role.id, duration=timedelta(minutes=30),
+                           reason="on call")
+    decided = decide_request(rt.ctx, request_id=filed.request_id, approver=approver, vote=Vote.APPROVE)
+    assert decided.grant_id is not None
+    say(f"dana ({dana.label}) signs in through SSO; her request {filed.request_id} is approved")
+    wait_until("dana's grant", lambda: grant_state(decided.grant_id) == "active", 20)
+    [statement] = owned_now()
+    say("dana's statement admits her session of the permission-set role only (aws:userid = role id:session):")
+    print(json.dumps({"Principal": statement["Principal"], "Condition": statement["Condition"]}, indent=2))
+    pinned = statement["Condition"]["StringEquals"].get("aws:userid", "").endswith(f":{dana.session_name}")
+    revoke_grant(rt.ctx, grant_id=int(decided.grant_id), actor_id=dana.slack_id)
+    wait_until("dana's revocation", lambda: grant_state(decided.grant_id) == "revoked", 20)
+    gone = not owned_now()
+    say(f"dana clicks \"I'm done\": grant {decided.grant_id} revoked; statement {'gone' if gone else 'STILL THERE'}")
+    return pinned and gone
