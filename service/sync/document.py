@@ -28,6 +28,7 @@ from service.core.policy import (
 )
 from service.core.states import LIVE_GRANT_STATES, GrantState
 from service.core.targets import TargetKind
+from service.sync.principals import refused_grants, write_accepted
 from service.sync.state import GrantSnap, Plan
 
 # IAM rewrites the principal of a deleted user or role into its unique id (AIDA…, AROA…).
@@ -86,10 +87,13 @@ def sync_grants_document(
         victim = max(candidates, key=lambda s: s.id)
         failed[victim.id] = problem
         wanted.remove(victim)
-    plan = _write_and_verify(doc, live, new, owned, attempts)
-    plan.desired_keys = set(leases)
+    refused: dict[str, str] = {}
+    plan = _write_and_verify(doc, live, new, owned, attempts, refused)
+    sid_to_key = {owned_sid(k): k for k in leases}
+    failed.update(refused_grants(refused, sid_to_key, wanted))
+    plan.desired_keys = {k for sid, k in sid_to_key.items() if sid not in refused}
     plan.failed = failed
-    plan.active_keys_with_sid = {owned_sid(k): k for k in leases}
+    plan.active_keys_with_sid = {sid: k for sid, k in sid_to_key.items() if sid not in refused}
     return plan
 
 
@@ -134,12 +138,19 @@ def sync_document_to(doc: PolicyDocument, owned: list[Statement], attempts: int)
 
 
 def _write_and_verify(
-    doc: PolicyDocument, live: Document | None, new: Document, owned: list[Statement], attempts: int
+    doc: PolicyDocument, live: Document | None, new: Document, owned: list[Statement], attempts: int,
+    refused: dict[str, str] | None = None,
 ) -> Plan:
+    """Write and read back. Given `refused`, owned statements naming a principal IAM refuses are dropped
+    (their Sid -> reason recorded there) and the rest is written (service/sync/principals.py)."""
     # A document with no statement is deleted (inline policies): when none exists, there is nothing to write.
     wrote = canonical(new if new.get("Statement") else None) != canonical(live)
-    if wrote:
+    if wrote and refused is None:
         doc.write(new)
+    elif wrote and refused is not None:
+        new, owned, dropped = write_accepted(doc, live, new, owned)
+        refused.update(dropped)
+        wrote = canonical(new) != canonical(live)
     verify(doc, owned, attempts)
     before = {s.get("Sid") for s in split(live)[1]}
     after = {s["Sid"] for s in owned}
