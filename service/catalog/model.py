@@ -115,12 +115,6 @@ class Catalog:
     def identity_for(self, user_id: str) -> Identity | None:
         return self.identities.get(user_id)
 
-    def identity_still(self, user_id: str, identity_key: str) -> Identity | None:
-        """The identity for `user_id` if it is still the person `identity_key` named; None if the user is
-        no longer mapped, or mapped to someone else."""
-        identity = self.identities.get(user_id)
-        return identity if identity is not None and identity.key == identity_key else None
-
     @property
     def principals(self) -> dict[str, str]:
         """Slack user id -> IAM user ARN, for the people who are IAM users."""

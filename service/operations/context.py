@@ -10,6 +10,8 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.catalog import Catalog
+from service.catalog.model import Role
+from service.core.identity import Identity
 from service.core.rules import MESSAGES, Actor, Reason
 
 
@@ -68,6 +70,22 @@ class Context:
     now: Callable[[], datetime] = utcnow
     # Slack user-group membership, resolved outside the core (Slack API in production).
     groups_of: Callable[[str], frozenset[str]] = lambda _user: frozenset()
+
+    # Who a Slack user is in AWS: the catalogue, or (opt-in) a resolver that also finds people by their Slack
+    # email in the Identity Store (service/people). Every use case and sync asks through identity_of.
+    people: Callable[[str], Identity | None] | None = None
+
+    def identity_of(self, user_id: str) -> Identity | None:
+        return (self.people or self.catalog.identity_for)(user_id)
+
+    def identity_still(self, user_id: str, identity_key: str) -> Identity | None:
+        """The identity for `user_id` if it is still the person `identity_key` named, else None."""
+        identity = self.identity_of(user_id)
+        return identity if identity is not None and identity.key == identity_key else None
+
+    def roles_for(self, user_id: str) -> list[Role]:
+        """Roles this user may request: anyone with an identity may ask for any role."""
+        return sorted(self.catalog.roles.values(), key=lambda r: r.id) if self.identity_of(user_id) else []
 
     def actor(self, user_id: str) -> Actor:
         return Actor(user_id=user_id, groups=self.groups_of(user_id), is_admin=user_id in self.catalog.admins)

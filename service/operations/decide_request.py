@@ -106,7 +106,7 @@ def _decide_locked(
     approvals = frozenset(session.execute(
         select(Approval.approver).where(Approval.request_id == request_id, Approval.vote == Vote.APPROVE.value)
     ).scalars())
-    identity = ctx.catalog.identity_for(request.requester)
+    identity = ctx.identity_of(request.requester)
     view = RequestView(state=RequestState(request.state), requester=request.requester, approvals=approvals,
                        identity=identity_check(request.identity_key or request.principal_arn,
                                                identity.key if identity else None))

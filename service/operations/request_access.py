@@ -46,9 +46,9 @@ def request_access(
     task does, returns the request it already filed and re-sends its wake-ups (each of them idempotent)."""
     role = ctx.catalog.role(role_id)
     if role is None:
-        allowed = ", ".join(r.id for r in ctx.catalog.roles_for(requester)) or "none"
+        allowed = ", ".join(r.id for r in ctx.roles_for(requester)) or "none"
         raise Refused(Reason.UNKNOWN_ROLE, f"There is no role {role_id!r}. Roles you can request: {allowed}.")
-    identity = ctx.catalog.identity_for(requester)
+    identity = ctx.identity_of(requester)
     check = check_filing(role.rules(), duration=duration, reason=reason, has_principal=identity is not None)
     if not check.ok or check.duration is None or identity is None:
         hints = {

@@ -108,7 +108,7 @@ def end_unmapped(ctx: Context) -> list[int]:
     keys: set[str] = set()
     with ctx.store.begin() as session:
         for g in repo.grants_in(session, LIVE_GRANT_STATES):
-            if ctx.catalog.identity_still(g.requester, g.identity_key or g.principal_arn) is None and \
+            if ctx.identity_still(g.requester, g.identity_key or g.principal_arn) is None and \
                     repo.end_unmapped_grant(session, g, now):
                 ended.append(g.id)
                 keys.add(g.target_key)

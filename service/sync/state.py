@@ -64,7 +64,7 @@ def _snap(g: Grant, identity: Identity | None = None) -> GrantSnap:
 
 def current_identity(ctx: Context, g: Grant) -> Identity | None:
     """The catalogue's identity for the grant's requester, if it is still the person the grant is for."""
-    return ctx.catalog.identity_still(g.requester, g.identity_key or g.principal_arn)
+    return ctx.identity_still(g.requester, g.identity_key or g.principal_arn)
 
 
 def prepare(ctx: Context, target_key: str, now: datetime) -> list[GrantSnap]:

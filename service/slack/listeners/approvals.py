@@ -12,6 +12,7 @@ from service.operations.context import Context
 from service.operations.decide_request import decide_request
 from service.slack import views
 from service.slack.interactions import queue
+from service.store.limits import NOTE_MAX, text_problem
 from service.store.models import AccessRequest
 
 
@@ -47,7 +48,7 @@ def approve_clicked(ack: Any, body: dict[str, Any], context: Any, client: Any) -
 
 def _own_break_glass_request(ctx: Context, request_id: int, actor: str) -> bool:
     # Most clickers can request no self-approvable role: then the database is not asked at all.
-    if not any(role.allow_self_approval for role in ctx.catalog.roles_for(actor)):
+    if not any(role.allow_self_approval for role in ctx.roles_for(actor)):
         return False
     with ctx.store() as session:
         request = session.get(AccessRequest, request_id)
@@ -80,6 +81,10 @@ def _reason(view: dict[str, Any]) -> str | None:
 
 def deny_submitted(ack: Any, view: dict[str, Any], context: Any) -> None:
     """The deny form: the decision is taken with the submitter's signed identity."""
+    problem = text_problem(_reason(view), NOTE_MAX)
+    if problem:
+        ack(response_action="errors", errors={"reason": problem})
+        return
     request_id = int(json.loads(view["private_metadata"])["request_id"])
     decide_request(context["keyturn"], request_id=request_id, approver=context["actor_id"], vote=Vote.DENY,
                    note=_reason(view), team_id=context["team_id"])
@@ -89,8 +94,9 @@ def deny_submitted(ack: Any, view: dict[str, Any], context: Any) -> None:
 def break_glass_submitted(ack: Any, view: dict[str, Any], context: Any) -> None:
     """Self-approval on a break-glass role; the core insists on the reason."""
     reason = _reason(view)
-    if not (reason or "").strip():
-        ack(response_action="errors", errors={"reason": "Break-glass self-approval needs a reason."})
+    problem = text_problem(reason, NOTE_MAX) if (reason or "").strip() else "Break-glass self-approval needs a reason."
+    if problem:
+        ack(response_action="errors", errors={"reason": problem})
         return
     request_id = int(json.loads(view["private_metadata"])["request_id"])
     decide_request(context["keyturn"], request_id=request_id, approver=context["actor_id"], vote=Vote.APPROVE,

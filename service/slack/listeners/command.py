@@ -6,7 +6,8 @@ from typing import Any
 
 from slack_bolt import App
 
-from service.core.durations import DurationError, parse_duration
+from service.catalog import Role
+from service.core.durations import DurationError, DurationTooLong, parse_duration
 from service.core.rules import MESSAGES, Reason
 from service.operations.context import Context, Refused
 from service.operations.request_access import request_access
@@ -14,6 +15,7 @@ from service.slack import views
 from service.slack.interactions import queue
 from service.slack.listeners import submission_token
 from service.slack.text import esc, seconds
+from service.store.limits import REASON_MAX, TICKET_MAX, text_problem
 
 
 def register(app: App) -> None:
@@ -28,7 +30,7 @@ def access_command(ack: Any, command: dict[str, Any], context: Any, client: Any)
     user: str = context["actor_id"]
     text = (command.get("text") or "").strip()
     if not text:
-        if not ctx.catalog.roles_for(user):
+        if not ctx.roles_for(user):
             # Slack rejects a role picker without options: say why instead of failing to open it.
             ack(response_type="ephemeral", text=MESSAGES[Reason.NO_PRINCIPAL])
             return
@@ -58,7 +60,7 @@ def parse_text(ctx: Context, user: str, text: str) -> tuple[str, Any, str | None
     role_id = parts[0]
     role = ctx.catalog.role(role_id)
     if role is None:
-        allowed = ", ".join(f"`{r.id}`" for r in ctx.catalog.roles_for(user)) or "none"
+        allowed = ", ".join(f"`{r.id}`" for r in ctx.roles_for(user)) or "none"
         raise Refused(Reason.UNKNOWN_ROLE, f"There is no role `{esc(role_id)}`. Roles you can request: {allowed}.")
     if len(parts) < 2:
         raise Refused(Reason.DURATION_NOT_POSITIVE,
@@ -66,11 +68,24 @@ def parse_text(ctx: Context, user: str, text: str) -> tuple[str, Any, str | None
                       f"(at most {seconds(int(role.max_duration.total_seconds()))}).")
     try:
         duration = parse_duration(parts[1])
+    except DurationTooLong as exc:
+        raise Refused(Reason.DURATION_TOO_LONG, duration_problem(exc, role)) from exc
     except DurationError as exc:
         raise Refused(Reason.DURATION_NOT_POSITIVE,
-                      f"`{esc(parts[1])}` is not a duration: write 30m, 2h or 1d "
+                      f"`{esc(parts[1][:32])}` is not a duration: write 30m, 2h or 1d "
                       f"(at most {seconds(int(role.max_duration.total_seconds()))} for {role.id}).") from exc
-    return role_id, duration, parts[2] if len(parts) > 2 else None
+    reason = parts[2] if len(parts) > 2 else None
+    problem = text_problem(reason, REASON_MAX)
+    if problem:
+        raise Refused(Reason.REASON_REQUIRED, f"Your reason cannot be filed: {problem}")
+    return role_id, duration, reason
+
+
+def duration_problem(exc: DurationError, role: Role | None) -> str:
+    """What to say next to a duration that cannot be used; a huge one is told the role's maximum."""
+    if isinstance(exc, DurationTooLong) and role is not None:
+        return f"That is longer than {role.id} allows: at most {seconds(int(role.max_duration.total_seconds()))}."
+    return str(exc)
 
 
 def _value(state: dict[str, Any], block: str) -> str | None:
@@ -85,10 +100,15 @@ def request_form_submitted(ack: Any, view: dict[str, Any], context: Any) -> None
     ctx: Context = context["keyturn"]
     state = view["state"]["values"]
     role_id, raw, reason, ticket = (_value(state, b) for b in ("role", "duration", "reason", "ticket"))
+    problems = {name: problem for name, problem in (
+        ("reason", text_problem(reason, REASON_MAX)), ("ticket", text_problem(ticket, TICKET_MAX, one_line=True)),
+    ) if problem}
     try:
         duration = parse_duration(raw or "")
     except DurationError as exc:
-        ack(response_action="errors", errors={"duration": str(exc)})
+        problems["duration"] = duration_problem(exc, ctx.catalog.role(role_id or ""))
+    if problems:
+        ack(response_action="errors", errors=problems)  # every bad value, each next to its field
         return
     try:
         request_access(ctx, requester=context["actor_id"], role_id=role_id or "", duration=duration, reason=reason,
