@@ -335,7 +335,8 @@ def test_sso_trust_statement_admits_only_carols_session_of_the_permission_set_ro
     from service.core.identity import Pin
 
     pin = Pin(principals=(SSO_ROLE,), session_name="carol@example.com", user_ids=(f"{SSO_ID}:carol@example.com",))
-    lease = Lease(key="sso_user:carol@example.com", expires_at=EXPIRY, pin=pin)  # type: ignore[call-arg]
+    pinned: dict[str, Any] = {"pin": pin}  # a keyword only newer trees' Lease has
+    lease = Lease(key="sso_user:carol@example.com", expires_at=EXPIRY, **pinned)
     policy = document(trust_statement(lease))
     before = EXPIRY - timedelta(seconds=1)
 
