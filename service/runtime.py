@@ -11,10 +11,12 @@ import redis
 from service.aws.clients import AwsClients
 from service.aws.gateway import AwsGateway
 from service.catalog import Catalog, load_catalog
+from service.core.sealing import seal
 from service.locks import RedisLocks
-from service.operations.context import Context, Dispatcher
+from service.operations.context import Context, Dispatcher, utcnow
 from service.queues import IAM_QUEUE, REVOKE_QUEUE
 from service.settings import Settings
+from service.slack.interactions import INTERACTION_TASK
 from service.store.db import make_engine, make_session_factory
 from service.task_publisher import TaskPublisher
 
@@ -25,8 +27,9 @@ QUEUED_TTL = 60  # seconds a "sync already queued" flag may live if its task is 
 class CeleryDispatcher:
     """Sends wake-ups to workers; one queued sync per target at a time (later changes ride along)."""
 
-    def __init__(self, celery_app: Any, redis_client: Any):
+    def __init__(self, celery_app: Any, redis_client: Any, *, signing_key: str = ""):
         self.celery, self.redis = celery_app, redis_client
+        self.signing_key = signing_key  # seals each queued interaction: Redis is not trusted with identities
         # Its own client with short timeouts: a dead Redis must be told within Slack's 3 s, even to a sender
         # queued behind a slow write (group commit: up to two writes).
         self.publisher = TaskPublisher(
@@ -68,8 +71,9 @@ class CeleryDispatcher:
             log.exception("could not enqueue notification", extra={"event": event})
 
     def interact(self, kind: str, payload: dict[str, Any]) -> None:
-        # Not swallowed: the web must tell the user nothing was done.
-        self.publisher.send("keyturn.slack_interaction", [kind, payload], argsrepr=kind)
+        # Not swallowed (nor is a missing key): the web must tell the user nothing was done.
+        sealed = seal(self.signing_key, INTERACTION_TASK, [kind, payload], at=int(utcnow().timestamp()))
+        self.publisher.send(INTERACTION_TASK, [kind, payload, sealed], argsrepr=kind)
 
 
 @dataclass
@@ -93,7 +97,7 @@ def build_runtime(settings: Settings, *, celery_app: Any | None = None, dispatch
     if dispatch is None:
         if celery_app is None:
             raise ValueError("give a celery_app or a dispatcher")
-        dispatch = CeleryDispatcher(celery_app, redis_client)
+        dispatch = CeleryDispatcher(celery_app, redis_client, signing_key=settings.task_signing_key)
     managers = {a.id: a.manager_role_arn for a in catalog.accounts.values() if a.manager_role_arn}
     aws = AwsGateway(AwsClients(manager_roles=managers), trust_policy_max_chars=catalog.trust_policy_max_chars)
     locks = RedisLocks(redis_client, timeout=settings.lock_timeout.total_seconds())

@@ -15,6 +15,7 @@ from celery import Celery
 from service.queues import DEFAULT_QUEUE, IAM_QUEUE, QUEUES, REVOKE_QUEUE
 from service.runtime import CeleryDispatcher
 from service.settings import Settings
+from tests.support.slack_signing import TASK_SIGNING_KEY
 from workers.celery_app import celery_config
 
 KEY = "trust_policy:123456789012:OpsAdmin"
@@ -27,7 +28,7 @@ def lanes(redis_url: str) -> Iterator[tuple[CeleryDispatcher, Any]]:
     client.delete(*QUEUES, *flags)
     app = Celery("lanes")
     app.config_from_object(celery_config(Settings(redis_url=redis_url)))
-    yield CeleryDispatcher(app, client), client
+    yield CeleryDispatcher(app, client, signing_key=TASK_SIGNING_KEY), client
     client.delete(*QUEUES, *flags)
 
 

@@ -16,7 +16,7 @@ from service.locks import LockBusy
 from service.operations.sweep import reconcile_all as reconcile_all_targets
 from service.operations.sweep import sweep as sweep_grants
 from service.runtime import CeleryDispatcher, Runtime
-from service.slack.interactions import run_interaction, slack_answer, unexpected
+from service.slack.interactions import run_queued, slack_answer, unexpected
 from service.sync.state import record_sync_failure
 from service.sync.target import sync_target as sync_one
 
@@ -82,20 +82,24 @@ def reconcile_all() -> int:
 
 @shared_task(bind=True, name="keyturn.slack_interaction", acks_late=True, max_retries=5, time_limit=60,
              soft_time_limit=45)
-def slack_interaction(self: Any, kind: str, payload: dict[str, Any]) -> None:
-    """Carry out a Slack interaction the web acknowledged (file, list, approve) and answer the user."""
+def slack_interaction(self: Any, kind: str, payload: dict[str, Any], sealed: Any = None) -> str | None:
+    """Carry out a Slack interaction the web acknowledged (file, list, approve) and answer the user; one the
+    web did not seal (written into Redis by someone else), altered or replayed is refused: its reason is
+    logged and returned."""
     notifier = current_app.extensions.get("keyturn.notifier")
     rt = runtime()
-    answer = slack_answer(payload, notifier.client if notifier is not None else None,
-                          rt.settings.slack_response_origins)
+    answer = slack_answer(payload if isinstance(payload, dict) else {},
+                          notifier.client if notifier is not None else None, rt.settings.slack_response_origins)
     try:
-        run_interaction(rt.ctx, kind, payload, answer)
+        return run_queued(rt.ctx, kind, payload, sealed, answer, key=rt.settings.task_signing_key,
+                          max_age=rt.settings.task_max_age)
     except Exception as exc:
         if self.request.retries < self.max_retries:
             # Transient (the database restarting…): filing and voting are idempotent, so try again.
             raise self.retry(countdown=min(2**self.request.retries, 30) * (0.5 + random.random()), exc=exc) from exc
         # Replaces the "Filing…" placeholder; never an approvers' message.
         answer(unexpected(exc, f"slack interaction {kind}"), kind != "approve")
+        return None
 
 
 @shared_task(bind=True, name="keyturn.notify", acks_late=True, max_retries=8)

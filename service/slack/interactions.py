@@ -17,9 +17,11 @@ from typing import Any
 
 from slack_sdk.webhook import WebhookClient
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from service.core.durations import DurationError
 from service.core.rules import Vote
+from service.core.sealing import seal_refusal
 from service.core.slack_trust import response_url_allowed
 from service.core.states import LIVE_GRANT_STATES, RequestState
 from service.operations.context import Context, NotFound, Refused
@@ -27,9 +29,11 @@ from service.operations.decide_request import decide_request
 from service.operations.request_access import request_access
 from service.settings import DEFAULT_RESPONSE_ORIGINS
 from service.slack.text import esc, seconds, slack_date
-from service.store.models import AccessRequest, Grant
+from service.store.models import AccessRequest, Grant, ProcessedEvent
 
 log = logging.getLogger(__name__)
+
+INTERACTION_TASK = "keyturn.slack_interaction"
 
 # answer(text, replace): replace=True swaps the interaction's placeholder ("Filing…") for the answer;
 # False adds an ephemeral message (never replace an approvers' message with a refusal).
@@ -62,6 +66,32 @@ def queue(ctx: Context, kind: str, **payload: Any) -> None:
         log.exception("could not queue a slack interaction", extra={"kind": kind})
         raise NotQueued("Keyturn could not queue this (its work queue did not answer), so it has most likely "
                         "not been done. Check `/access list` in a minute before trying again.") from exc
+
+
+def run_queued(ctx: Context, kind: str, payload: dict[str, Any], sealed: object, answer: Answer, *, key: str,
+               max_age: timedelta) -> str | None:
+    """Carry out a queued interaction whose seal holds and which has not been carried out before; otherwise
+    nothing is done, nobody is answered (the message did not come from the web), and the reason is logged and
+    returned. A seal's nonce is recorded once the interaction is done, so a retried or redelivered task (which
+    did not finish) runs again, while a copy queued after it finished is refused."""
+    refusal = seal_refusal(key, INTERACTION_TASK, [kind, payload], sealed, now=int(ctx.now().timestamp()),
+                           max_age=int(max_age.total_seconds()))
+    done = f"task:{sealed['nonce']}" if refusal is None and isinstance(sealed, dict) else ""
+    if done:
+        with ctx.store() as session:
+            if session.get(ProcessedEvent, done) is not None:
+                refusal = "replayed: this message was already carried out"
+    if refusal is not None:
+        user = payload.get("user") if isinstance(payload, dict) else None
+        log.error("refused a queued slack interaction: %s", refusal, extra={"kind": str(kind)[:32], "user": user})
+        return refusal
+    run_interaction(ctx, kind, payload, answer)
+    try:
+        with ctx.store.begin() as session:
+            session.add(ProcessedEvent(event_id=done, at=ctx.now()))
+    except IntegrityError:  # a copy ran at the same time; both were idempotent
+        pass
+    return None
 
 
 def run_interaction(ctx: Context, kind: str, payload: dict[str, Any], answer: Answer) -> None:

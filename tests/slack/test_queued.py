@@ -98,7 +98,7 @@ def test_an_unreachable_queue_is_said_at_once_and_nothing_is_done(world: SlackWo
     # within its bounded retries and the user is told in the acknowledgement.
     dead = Celery("dead")
     dead.config_from_object({**celery_config(world.rt.settings), "broker_url": "redis://127.0.0.1:1/0"})
-    world.rt.ctx.dispatch = CeleryDispatcher(dead, world.rt.redis)
+    world.rt.ctx.dispatch = CeleryDispatcher(dead, world.rt.redis, signing_key=world.rt.settings.task_signing_key)
     started = time.monotonic()
     ack = world.command("ops-read 1h", key="f")
     assert time.monotonic() - started < 3.0
@@ -139,7 +139,7 @@ def test_a_silent_redis_is_given_up_on_within_slacks_three_seconds(world: SlackW
         hung = Celery("hung")
         hung.config_from_object({**celery_config(world.rt.settings),
                                  "broker_url": f"redis://127.0.0.1:{silent.getsockname()[1]}/0"})
-        world.rt.ctx.dispatch = CeleryDispatcher(hung, world.rt.redis)
+        world.rt.ctx.dispatch = CeleryDispatcher(hung, world.rt.redis, signing_key=world.rt.settings.task_signing_key)
         started = time.monotonic()
         ack = world.command("ops-read 1h", key="f")
         assert time.monotonic() - started < 3.0
