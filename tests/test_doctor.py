@@ -30,6 +30,7 @@ from service.demo.local import seed_iam
 from service.doctor.checks import glob, trusts
 from service.doctor.run import (
     ACCOUNTS,
+    IDENTITIES,
     PRINCIPALS,
     CheckResult,
     Named,
@@ -265,14 +266,17 @@ def test_conditional_deny_is_a_warning(world: World) -> None:
 
 
 def test_role_principal_and_its_permissions_boundary(world: World) -> None:
-    """A role principal in B (moto keeps boundaries on roles only): allowed by its policy, capped by its boundary."""
+    """A federated person (iam_role) signing in with a role in B (moto keeps boundaries on roles only): the
+    sign-in role is allowed by its policy, capped by its boundary."""
     ci = f"arn:aws:iam::{B}:role/ci-runner"
-    world.use(raw_catalog(principals={**RAW["principals"], "U0CI00001": ci}))
+    world.use(raw_catalog(identities=[{"slack": "U0CI00001", "kind": "iam_role", "role_arn": ci,
+                                       "session_name": "ci-bot"}]))
     world.b.create_role(RoleName="ci-runner", AssumeRolePolicyDocument=trust(B))
     world.b.put_role_policy(RoleName="ci-runner", PolicyName="ops", PolicyDocument=allow("sts:AssumeRole", OPS))
     results = world.run()
     row = one(results, "ops-admin", "source-assume", ci)
     assert row.status is Status.OK and "inline policy ops of role ci-runner" in row.detail
+    assert one(results, IDENTITIES, "sign-in-role", ci).status is Status.OK
     assert "needs IAM users" in one(results, "ro-group", "principal-kind").detail
     arn = world.b.create_policy(PolicyName="boundary", PolicyDocument=allow("s3:*", "*"))["Policy"]["Arn"]
     world.b.put_role_permissions_boundary(RoleName="ci-runner", PermissionsBoundary=arn)
@@ -374,6 +378,12 @@ class SimulatingClients:
     def sts(self) -> Any:
         return self.real.sts()
 
+    def sso_admin(self, region: str | None = None) -> Any:
+        return self.real.sso_admin(region)
+
+    def identitystore(self, region: str | None = None) -> Any:
+        return self.real.identitystore(region)
+
 
 def test_simulation_decides_write_access_when_available(world: World) -> None:
     writes: list[str] = []
@@ -429,7 +439,7 @@ def test_glob_and_evaluate() -> None:
     assert glob("sts:Assume*", "STS:assumerole", fold=True)
     assert not glob("arn:aws:iam::1:role/a*", "arn:aws:iam::1:role/B", fold=False)
     assert glob("arn:aws:iam::?:role/[x]", "arn:aws:iam::1:role/[x]", fold=False)  # [ ] are not special
-    doc = {"Statement": {"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}}
+    doc: dict[str, Any] = {"Statement": {"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}}
     assert evaluate([Named("p", doc)], "sts:AssumeRole", OPS).allowed_by == ("p",)
     doc = {"Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "NotResource": OPS}]}
     assert evaluate([Named("p", doc)], "sts:AssumeRole", OPS).allowed_by == ()
@@ -475,3 +485,97 @@ def test_cli_doctor_exit_codes_and_table(world: World, tmp_path: Path) -> None:
     assert " FAIL " in line
     parsed = json.loads(_cli(tmp_path, "--format", "json").output)
     assert parsed["ok"] is False and parsed["summary"]["FAIL"] == 1
+
+
+# ---- people who sign in through IAM Identity Center, and the targets' trust ---------------------
+STORE = "d-0123456789"  # moto makes an identity store on first use
+SSO_ROLE = "AWSReservedSSO_Developer_0123456789abcdef"
+SSO_ROLE_ARN = f"arn:aws:iam::{A}:role/aws-reserved/sso.amazonaws.com/{SSO_ROLE}"
+
+
+@pytest.fixture
+def sso(world: World) -> World:
+    """sam signs in with permission set Developer in account A; dev-ic grants that permission set."""
+    center = boto3.client("sso-admin")
+    instance_arn = center.list_instances()["Instances"][0]["InstanceArn"]
+    center.create_permission_set(Name="Developer", InstanceArn=instance_arn)
+    boto3.client("identitystore").create_user(IdentityStoreId=STORE, UserName="sam", DisplayName="Sam",
+                                              Name={"GivenName": "Sam", "FamilyName": "Test"})
+    world.a.create_role(RoleName=SSO_ROLE, Path="/aws-reserved/sso.amazonaws.com/", AssumeRolePolicyDocument=trust(A))
+    raw = raw_catalog(
+        settings={"identity_center": {"instance_arn": instance_arn, "identity_store_id": STORE,
+                                      "region": "us-east-1"}},
+        identities=[{"slack": "U0SAM0001", "kind": "sso_user", "user_name": "sam",
+                     "permission_sets": [{"account": "home", "permission_set": "Developer"}]}])
+    raw["roles"].append({"id": "dev-ic", "name": "Developer", "account": "home", "strategy": "identity_center",
+                         "permission_set": "Developer", "approvers": ["U0APPR01"]})
+    world.use(raw)
+    return world
+
+
+def _add_trust(world: World, statement: dict[str, Any]) -> None:
+    doc = world.a.get_role(RoleName="OpsAdmin")["Role"]["AssumeRolePolicyDocument"]
+    doc["Statement"].append({"Effect": "Allow", "Action": "sts:AssumeRole", **statement})
+    world.a.update_assume_role_policy(RoleName="OpsAdmin", PolicyDocument=json.dumps(doc))
+
+
+def test_sso_person_healthy(sso: World) -> None:
+    results = sso.run(write_probe=False)
+    assert one(results, IDENTITIES, "sign-in-role", "sam").status is Status.OK
+    assert SSO_ROLE_ARN in one(results, IDENTITIES, "sign-in-role", "sam").detail
+    assert one(results, IDENTITIES, "identity-store-user", "sam").status is Status.OK
+    assert one(results, "dev-ic", "permission-set").status is Status.OK
+    assert rows(results, "dev-ic", "role-exists") == []  # no target role of Keyturn's to look for
+    assert one(results, "ops-admin", "trust-broad").status is Status.OK
+    assert one(results, "ops-admin", "trust-keyturn").status is Status.OK
+    assert exit_code(results) == 0, render_table(results)
+
+
+def test_sso_sign_in_role_missing(sso: World) -> None:
+    sso.a.delete_role(RoleName=SSO_ROLE)
+    row = one(sso.run(write_probe=False), IDENTITIES, "sign-in-role", "sam")
+    assert row.status is Status.FAIL and "permission set Developer" in row.detail
+    assert "assign permission set Developer to sam" in row.fix
+
+
+def test_sso_person_missing_from_the_identity_store(sso: World) -> None:
+    store = boto3.client("identitystore")
+    user_id = store.get_user_id(IdentityStoreId=STORE, AlternateIdentifier={
+        "UniqueAttribute": {"AttributePath": "userName", "AttributeValue": "sam"}})["UserId"]
+    store.delete_user(IdentityStoreId=STORE, UserId=user_id)
+    results = sso.run(write_probe=False)
+    row = one(results, IDENTITIES, "identity-store-user", "sam")
+    assert row.status is Status.FAIL and "no IAM Identity Center user named sam" in row.detail
+    assert exit_code(results) == 1
+
+
+def test_trust_naming_a_sign_in_role_without_a_person_pin_fails(sso: World) -> None:
+    _add_trust(sso, {"Sid": "Pinned", "Principal": {"AWS": SSO_ROLE_ARN},
+                     "Condition": {"StringEquals": {"aws:userid": "AROAEXAMPLE:sam"}}})
+    assert one(sso.run(write_probe=False), "ops-admin", "trust-broad").status is Status.OK
+    _add_trust(sso, {"Sid": "AllDevelopers", "Principal": {"AWS": SSO_ROLE_ARN}})
+    row = one(sso.run(write_probe=False), "ops-admin", "trust-broad")
+    assert row.status is Status.FAIL and "AllDevelopers" in row.detail and "Pinned" not in row.detail
+
+
+def test_identity_center_role_whose_permission_set_is_missing(sso: World) -> None:
+    raw = copy.deepcopy(RAW)
+    raw["roles"] = [*raw["roles"], {"id": "dev-ic", "name": "Developer", "account": "home",
+                                    "strategy": "identity_center", "permission_set": "Missing",
+                                    "approvers": ["U0APPR01"]}]
+    assert sso.catalog.identity_center is not None
+    raw["settings"] = {"identity_center": dataclasses.asdict(sso.catalog.identity_center)}
+    raw["settings"]["identity_center"].pop("portal_url")
+    sso.use(raw)
+    row = one(sso.run(write_probe=False), "dev-ic", "permission-set")
+    assert row.status is Status.FAIL and "no permission set named Missing" in row.detail
+
+
+def test_trust_naming_keyturns_own_role_fails(world: World) -> None:
+    assert one(world.run(write_probe=False), "ops-admin", "trust-keyturn").status is Status.OK
+    _add_trust(world, {"Sid": "KeyturnItself", "Principal": {"AWS": MANAGER_B}})
+    results = world.run(write_probe=False)
+    row = one(results, "ops-admin", "trust-keyturn")
+    assert row.status is Status.FAIL and "KeyturnItself" in row.detail and MANAGER_B in row.detail
+    assert "remove those statements" in row.fix
+    assert exit_code(results) == 1

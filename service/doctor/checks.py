@@ -43,10 +43,12 @@ class CheckResult:
 
 
 class Clients(Protocol):
-    """What `AwsClients` offers: an IAM client acting in an account, and an STS client."""
+    """What `AwsClients` offers: an IAM client acting in an account, STS, and IAM Identity Center's clients."""
 
     def iam(self, account: str) -> Any: ...
     def sts(self) -> Any: ...
+    def sso_admin(self, region: str | None = None) -> Any: ...
+    def identitystore(self, region: str | None = None) -> Any: ...
 
 
 @dataclass
@@ -61,6 +63,8 @@ class Env:
     managed_docs: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     callers: dict[str, str | None] = field(default_factory=dict)  # account -> ARN to simulate as
     no_simulate: set[str] = field(default_factory=set)  # accounts where simulate_principal_policy failed
+    # sign-in role ARN -> (unique id, people): role-based people's roles as IAM has them (doctor/identities.py)
+    sign_in_roles: dict[str, tuple[str, list[str]]] | None = None
 
     def iam(self, account: str) -> Any:
         return self.clients.iam(account)
@@ -267,6 +271,31 @@ def lookup_principal(env: Env, principal: Principal) -> dict[str, Any] | None:
                 raise
             env.principal_info[principal.arn] = None
     return env.principal_info[principal.arn]
+
+
+def caller_arn(env: Env, account: str) -> str | None:
+    """The principal whose policies decide Keyturn's calls in `account` (None: cannot be simulated)."""
+    if account not in env.callers:
+        acct = env.catalog.account(account)
+        arn: str | None = acct.manager_role_arn if acct else None
+        if not arn:
+            try:
+                raw = str(env.clients.sts().get_caller_identity()["Arn"])
+            except Exception:
+                raw = ""
+            part, _, rest = raw.partition(":sts::")
+            if ":assumed-role/" in raw:
+                name = raw.split("/")[1]
+                try:
+                    arn = str(env.iam(account).get_role(RoleName=name)["Role"]["Arn"])
+                except Exception:
+                    arn = f"{part}:iam::{rest.split(':')[0]}:role/{name}"
+            elif raw.endswith(":root") or not raw:
+                arn = None
+            else:
+                arn = f"{part}:iam::{rest}" if rest else raw
+        env.callers[account] = arn
+    return env.callers[account]
 
 
 # ---- checks: accounts and principals -------------------------------------------------------------

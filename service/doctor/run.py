@@ -36,6 +36,7 @@ from service.doctor.checks import (
     action_of,
     as_document,
     assume_snippet,
+    caller_arn,
     check_accounts,
     check_principals,
     describe,
@@ -44,6 +45,13 @@ from service.doctor.checks import (
     paginate,
     statements,
 )
+from service.doctor.identities import (
+    IDENTITIES,
+    check_identities,
+    check_permission_set,
+    check_trust_broad,
+    check_trust_keyturn,
+)
 from service.doctor.source import (
     check_principal_kinds,
     check_source_assume,
@@ -51,8 +59,8 @@ from service.doctor.source import (
     users_by_account,
 )
 
-__all__ = ["ACCOUNTS", "PRINCIPALS", "CheckResult", "Named", "Status", "evaluate", "exit_code", "render_json",
-           "render_table", "run_doctor"]
+__all__ = ["ACCOUNTS", "IDENTITIES", "PRINCIPALS", "CheckResult", "Named", "Status", "evaluate", "exit_code",
+           "render_json", "render_table", "run_doctor"]
 
 IAM_MIN_SESSION = timedelta(hours=1)  # MaxSessionDuration cannot be set lower
 CONFIG_HINT = "grant it to Keyturn's role or the account's manager role (the policy in config/iam)"
@@ -64,6 +72,7 @@ def run_doctor(catalog: Catalog, clients: Clients, *, write_probe: bool = True, 
     env = Env(catalog, clients, write_probe=write_probe, locks=locks)
     out = _safe(ACCOUNTS, "account-access", lambda: check_accounts(env))
     out += _safe(PRINCIPALS, "principal-exists", lambda: check_principals(env))
+    out += _safe(IDENTITIES, "sign-in-role", lambda: check_identities(env))
     for role in sorted(catalog.roles.values(), key=lambda r: r.id):
         out += check_role(env, role)
     return out
@@ -84,6 +93,9 @@ def _safe(role_id: str, check: str, fn: Callable[[], list[CheckResult]]) -> list
 
 # ---- the role itself -----------------------------------------------------------------------------
 def check_role(env: Env, role: Role) -> list[CheckResult]:
+    if role.strategy is Strategy.IDENTITY_CENTER:
+        # No target role of Keyturn's: the permission set's own role is made and trusted by Identity Center.
+        return _safe(role.id, "permission-set", lambda: check_permission_set(env, role))
     out = [check_switch_role_name(role)]
     found: list[dict[str, Any]] = []
 
@@ -104,6 +116,8 @@ def check_role(env: Env, role: Role) -> list[CheckResult]:
     out += _safe(role.id, "manager-write", lambda: [check_manager_write(env, role, group_arns)])
     out += _safe(role.id, "principal-kind", lambda: check_principal_kinds(env, role))
     out += _safe(role.id, "trust-source", lambda: check_trust_source(env, role, trust))
+    out += _safe(role.id, "trust-broad", lambda: check_trust_broad(env, role, trust))
+    out += _safe(role.id, "trust-keyturn", lambda: check_trust_keyturn(env, role, trust))
     out += _safe(role.id, "source-assume", lambda: check_source_assume(env, role))
     return out
 
@@ -268,31 +282,6 @@ def write_plan(env: Env, role: Role, group_arns: dict[str, str]) -> dict[str, li
             if env.managed(user.account):
                 plan.setdefault(user.account, []).append((user.arn, ["iam:PutUserPolicy", "iam:DeleteUserPolicy"]))
     return plan
-
-
-def caller_arn(env: Env, account: str) -> str | None:
-    """The principal whose policies decide Keyturn's calls in `account` (None: cannot be simulated)."""
-    if account not in env.callers:
-        acct = env.catalog.account(account)
-        arn: str | None = acct.manager_role_arn if acct else None
-        if not arn:
-            try:
-                raw = str(env.clients.sts().get_caller_identity()["Arn"])
-            except Exception:
-                raw = ""
-            part, _, rest = raw.partition(":sts::")
-            if ":assumed-role/" in raw:
-                name = raw.split("/")[1]
-                try:
-                    arn = str(env.iam(account).get_role(RoleName=name)["Role"]["Arn"])
-                except Exception:
-                    arn = f"{part}:iam::{rest.split(':')[0]}:role/{name}"
-            elif raw.endswith(":root") or not raw:
-                arn = None
-            else:
-                arn = f"{part}:iam::{rest}" if rest else raw
-        env.callers[account] = arn
-    return env.callers[account]
 
 
 def simulate(env: Env, account: str, actions: list[str], resource: str) -> list[str] | None:

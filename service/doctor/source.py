@@ -29,6 +29,7 @@ from service.doctor.checks import (
     trust_snippet,
     trusts,
 )
+from service.doctor.identities import resolved_sign_in_roles
 
 
 def users_by_account(env: Env) -> dict[str, list[Principal]]:
@@ -42,7 +43,7 @@ def check_principal_kinds(env: Env, role: Role) -> list[CheckResult]:
     """group_membership and inline_policy serve IAM users only."""
     if role.strategy is Strategy.TRUST_POLICY:
         return []
-    roles = [arn for arn in env.principals() if ":role/" in arn]
+    roles = [i.label for _, i in sorted(env.catalog.identities.items()) if not i.is_user]
     if not env.users():
         return [CheckResult(role.id, "principal-kind", Status.WARN,
                             f"no IAM user among the principals: nobody can be given {role.id} ({role.strategy.value} "
@@ -50,7 +51,7 @@ def check_principal_kinds(env: Env, role: Role) -> list[CheckResult]:
     if roles:
         return [CheckResult(role.id, "principal-kind", Status.WARN,
                             f"{', '.join(roles)} cannot be given {role.id}: {role.strategy.value} needs IAM users",
-                            "use strategy trust_policy for role principals")]
+                            "use strategy trust_policy (or identity_center) for people who sign in through a role")]
     return []
 
 
@@ -74,7 +75,9 @@ def check_trust_source(env: Env, role: Role, trust: dict[str, Any]) -> list[Chec
 
 def check_source_assume(env: Env, role: Role) -> list[CheckResult]:
     if role.strategy is Strategy.TRUST_POLICY:
-        return [row for arn in env.principals() for row in _principal_may_assume(env, role, arn)]
+        # IAM users, and the roles role-based people sign in with (their identity policies decide too)
+        sources = [*env.principals(), *resolved_sign_in_roles(env)]
+        return [row for arn in sources for row in _principal_may_assume(env, role, arn)]
     if role.strategy is Strategy.GROUP_MEMBERSHIP and role.group:
         return [_group_may_assume(env, role, account) for account in sorted(users_by_account(env))]
     return []  # inline_policy: Keyturn writes the allow itself
