@@ -12,9 +12,10 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate
 
-from service.core.durations import DurationError, parse_duration
+from service.core.durations import DurationError, DurationTooLong, parse_duration
 from service.core.rules import Outcome
 from service.core.states import GrantState, RequestState
+from service.store.limits import DURATION_MAX, NOTE_MAX, REASON_MAX, TICKET_MAX
 
 MAX_ID = 2**31 - 1  # the databases' INTEGER
 LINE = r"^[^\x00-\x1f\x7f]*$"  # one line: no control characters
@@ -81,11 +82,12 @@ class NewRequestSchema(Schema):
     role_id = line(64, required=True, metadata={"description": "a role id from the catalogue"})
     duration = fields.String(
         load_default=None,
-        validate=[validate.Length(min=1, max=32), validate.Regexp(DURATION)],
+        validate=[validate.Length(min=1, max=DURATION_MAX), validate.Regexp(DURATION)],
         metadata={"description": "e.g. 30m, 2h, 1d, 1h30m; the role's default when left out"},
     )
-    reason = text(2000, load_default=None)
-    ticket = text(256, load_default=None)
+    reason = text(REASON_MAX, load_default=None)
+    ticket = fields.String(load_default=None, validate=[validate.Length(max=TICKET_MAX), validate.Regexp(LINE),
+                                                        _no_surrogates], metadata={"description": "one line"})
 
     @post_load
     def _duration(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
@@ -95,23 +97,23 @@ class NewRequestSchema(Schema):
         if raw is not None:
             try:
                 data["duration"] = parse_duration(raw)
+            except DurationTooLong:
+                data["duration"] = timedelta.max
             except DurationError:
                 data["duration"] = timedelta(0)  # the pattern matched, so only "zero" is left
-            except OverflowError:
-                data["duration"] = timedelta.max
         return data
 
 
 class ApproveSchema(Schema):
-    note = text(2000, load_default=None, metadata={"description": "a comment; required for break-glass"})
+    note = text(NOTE_MAX, load_default=None, metadata={"description": "a comment; required for break-glass"})
 
 
 class DenySchema(Schema):
-    reason = text(2000, load_default=None)
+    reason = text(NOTE_MAX, load_default=None)
 
 
 class RevokeSchema(Schema):
-    note = text(2000, load_default=None)
+    note = text(NOTE_MAX, load_default=None)
 
 
 # ---- responses --------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 
 from service.catalog import Catalog, Role
 from service.slack.text import esc, fold, quote, seconds, slack_date
+from service.store.limits import DURATION_MAX, NOTE_MAX, REASON_MAX, TICKET_MAX
 from service.store.models import AccessRequest, Grant
 
 Blocks = list[dict[str, Any]]
@@ -145,13 +146,15 @@ def request_modal(catalog: Catalog, user_id: str, role_id: str | None = None) ->
              "label": {"type": "plain_text", "text": "Role"}, "element": picker},
             {"type": "input", "block_id": "duration", "label": {"type": "plain_text", "text": "Duration"},
              "hint": {"type": "plain_text", "text": hint},
-             "element": {"type": "plain_text_input", "action_id": "duration", "initial_value": initial}},
+             "element": {"type": "plain_text_input", "action_id": "duration", "initial_value": initial,
+                         "max_length": DURATION_MAX}},
             {"type": "input", "block_id": "reason", "optional": not (role.require_reason if role else False),
              "label": {"type": "plain_text", "text": "Reason"},
-             "element": {"type": "plain_text_input", "action_id": "reason", "multiline": True}},
+             "element": {"type": "plain_text_input", "action_id": "reason", "multiline": True,
+                         "max_length": REASON_MAX}},
             {"type": "input", "block_id": "ticket", "optional": True,
              "label": {"type": "plain_text", "text": "Ticket"},
-             "element": {"type": "plain_text_input", "action_id": "ticket"}},
+             "element": {"type": "plain_text_input", "action_id": "ticket", "max_length": TICKET_MAX}},
         ],
     }
 
@@ -162,10 +165,12 @@ def reason_modal(callback_id: str, title: str, label: str, metadata: dict[str, A
     blocks: Blocks = []
     if duration:
         blocks.append({"type": "input", "block_id": "duration", "label": {"type": "plain_text", "text": "More time"},
-                       "element": {"type": "plain_text_input", "action_id": "duration", "initial_value": "1h"}})
+                       "element": {"type": "plain_text_input", "action_id": "duration", "initial_value": "1h",
+                                   "max_length": DURATION_MAX}})
     blocks.append({"type": "input", "block_id": "reason", "optional": not duration,
                    "label": {"type": "plain_text", "text": label},
-                   "element": {"type": "plain_text_input", "action_id": "reason", "multiline": True}})
+                   "element": {"type": "plain_text_input", "action_id": "reason", "multiline": True,
+                               "max_length": REASON_MAX if duration else NOTE_MAX}})
     return {"type": "modal", "callback_id": callback_id, "title": {"type": "plain_text", "text": title},
             "submit": {"type": "plain_text", "text": "Send"}, "private_metadata": json.dumps(metadata),
             "blocks": blocks}

@@ -114,3 +114,23 @@ def test_format_is_a_fixed_point_for_any_valid_spelling(parts: list[tuple[int, s
     assert units == sorted(units, key="dhms".index)
     assert len(units) == len(set(units))
     assert "w" not in units
+
+
+@pytest.mark.parametrize("text", ["99999999999d", "99999999999999w", "20001d", "2858w", "20000d1s"])
+def test_a_huge_duration_is_a_clear_error_not_an_overflow(text: str) -> None:
+    from service.core.durations import MAX_DURATION, DurationTooLong
+
+    with pytest.raises(DurationTooLong, match="longer than Keyturn ever grants"):
+        parse_duration(text)
+    assert parse_duration("20000d") == MAX_DURATION
+    assert MAX_DURATION.total_seconds() < 2**31  # fits the databases' INTEGER seconds
+
+
+def test_overlong_text_is_refused_before_it_is_read() -> None:
+    # Python refuses int() of more than 4300 digits (a ValueError, not a DurationError) and long text is
+    # never a duration someone typed: refused by length first, and quoted shortened.
+    with pytest.raises(DurationError, match="is not a duration") as caught:
+        parse_duration("9" * 5000 + "d")
+    assert len(str(caught.value)) < 100
+    with pytest.raises(DurationError):
+        parse_duration("1h " * 11)

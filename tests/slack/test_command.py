@@ -194,3 +194,38 @@ def test_a_tampered_form_cannot_pick_a_role_outside_the_catalogue(lite: SlackWor
     body = json.loads(lite.submit("request_access", values, ALICE).text)
     assert body["response_action"] == "errors" and "There is no role" in body["errors"]["role"]
     assert lite.count(AccessRequest) == 0
+
+
+# ---- bad values: a clear reason next to each field, never a stack trace -----------------------------
+def test_a_huge_duration_in_the_command_is_told_the_roles_maximum(lite: SlackWorld) -> None:
+    answer = answered(lite, lite.command("ops-admin 99999999999d fixing INC-1"))
+    assert answer == "That is longer than ops-admin allows: at most 4h."
+    answer = answered(lite, lite.command("ops-admin " + "9" * 5000 + "d fixing"))
+    assert "is not a duration" in answer and len(answer) < 300
+    assert lite.count(AccessRequest) == 0
+
+
+def test_the_form_puts_every_bad_value_next_to_its_field(world: SlackWorld) -> None:
+    values = form("ops-admin", "99999999999d", "r" * 2001, "T" * 300)
+    body = json.loads(world.submit("request_access", values, ALICE).text)
+    assert body["response_action"] == "errors"
+    assert body["errors"] == {"duration": "That is longer than ops-admin allows: at most 4h.",
+                              "reason": "At most 2000 characters, please (this is 2001).",
+                              "ticket": "At most 256 characters, please (this is 300)."}
+    body = json.loads(world.submit("request_access", form("ops-admin", "1h", "x", "INC-1\nINC-2"), ALICE).text)
+    assert body["errors"] == {"ticket": "Remove the control characters and line breaks."}
+    assert world.count(AccessRequest) == 0
+    # At the caps exactly it files (on PostgreSQL a longer ticket used to fail the insert itself).
+    resp = world.submit("request_access", form("ops-admin", "4h", "r" * 2000, "T" * 256), ALICE)
+    assert resp.status_code == 200 and resp.text == ""
+    assert world.count(AccessRequest) == 1
+
+
+def test_the_forms_carry_the_caps(world: SlackWorld) -> None:
+    from service.slack import views
+
+    modal = views.request_modal(world.ctx.catalog, ALICE)
+    caps = {b["block_id"]: b["element"].get("max_length") for b in modal["blocks"]}
+    assert caps == {"role": None, "duration": 32, "reason": 2000, "ticket": 256}
+    extend = views.reason_modal("extend_grant", "Extend", "Why", {"grant_id": 1}, duration=True)
+    assert [b["element"]["max_length"] for b in extend["blocks"]] == [32, 2000]

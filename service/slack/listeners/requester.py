@@ -15,6 +15,8 @@ from service.operations.request_access import request_access
 from service.operations.revoke_grant import revoke_grant
 from service.slack import views
 from service.slack.listeners import submission_token
+from service.slack.listeners.command import duration_problem
+from service.store.limits import REASON_MAX, text_problem
 from service.store.models import Grant
 
 
@@ -56,14 +58,17 @@ def extend_submitted(ack: Any, view: dict[str, Any], context: Any) -> None:
     raw = ((values.get("duration") or {}).get("duration") or {}).get("value") or ""
     reason = ((values.get("reason") or {}).get("reason") or {}).get("value")
     grant_id = int(json.loads(view["private_metadata"])["grant_id"])
-    try:
-        duration = parse_duration(raw)
-    except DurationError as exc:
-        ack(response_action="errors", errors={"duration": str(exc)})
-        return
     with ctx.store() as session:
         grant = session.get(Grant, grant_id)
         role_id = grant.role_id if grant else ""
+    problems = {"reason": problem} if (problem := text_problem(reason, REASON_MAX)) else {}
+    try:
+        duration = parse_duration(raw)
+    except DurationError as exc:
+        problems["duration"] = duration_problem(exc, ctx.catalog.role(role_id))
+    if problems:
+        ack(response_action="errors", errors=problems)
+        return
     try:
         request_access(ctx, requester=context["actor_id"], role_id=role_id, duration=duration, reason=reason,
                        team_id=context["team_id"], extends_grant_id=grant_id,
