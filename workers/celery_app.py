@@ -13,6 +13,7 @@ from service.settings import Settings
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
+    from service.operations.retention import PRUNE_EVERY
     from workers import tasks
     from workers.broker import Transport
 
@@ -50,6 +51,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": tasks.reconcile_all.name,
                 "schedule": settings.reconcile_interval.total_seconds(),
             },
+            tasks.prune_processed_events.name: {"task": tasks.prune_processed_events.name,
+                                                "schedule": PRUNE_EVERY.total_seconds()},
         },
     }
 

@@ -80,6 +80,15 @@ def reconcile_all() -> int:
     return len(reconcile_all_targets(runtime().ctx))
 
 
+@shared_task(name="keyturn.prune_processed_events", acks_late=True)
+def prune_processed_events() -> int:
+    """Forget Slack deliveries and send-once keys past their retention (service/operations/retention.py)."""
+    from service.operations.retention import prune_processed_events as prune
+    from service.operations.retention import retention_from_env
+
+    return prune(runtime().ctx, retention=retention_from_env())
+
+
 @shared_task(bind=True, name="keyturn.slack_interaction", acks_late=True, max_retries=5, time_limit=60,
              soft_time_limit=45)
 def slack_interaction(self: Any, kind: str, payload: dict[str, Any], sealed: Any = None) -> str | None:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -21,7 +21,7 @@ from service.core.states import (
     can_request_move,
 )
 from service.store.db import PENDING_AUDIT_LOGS
-from service.store.models import AccessRequest, AuditEvent, Grant, Target
+from service.store.models import AccessRequest, AuditEvent, Grant, ProcessedEvent, Target
 
 
 def audit(
@@ -153,3 +153,14 @@ def grants_in(session: Session, states: Iterable[GrantState]) -> Sequence[Grant]
     return session.execute(
         select(Grant).where(Grant.state.in_([s.value for s in states])).order_by(Grant.expires_at)
     ).scalars().all()
+
+
+def prune_processed_events(session: Session, before: datetime, limit: int) -> int:
+    """Delete up to `limit` processed_events recorded before `before` (oldest first); how many went."""
+    old = select(ProcessedEvent.event_id).where(ProcessedEvent.at < before).order_by(ProcessedEvent.at).limit(limit)
+    ids = session.execute(old).scalars().all()
+    if not ids:
+        return 0
+    result = session.execute(delete(ProcessedEvent).where(ProcessedEvent.event_id.in_(ids))
+                             .execution_options(synchronize_session=False))
+    return int(result.rowcount)  # type: ignore[attr-defined]
