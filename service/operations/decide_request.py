@@ -99,10 +99,7 @@ def _decide_locked(
     role = ctx.catalog.role(request.role_id)
     if role is None:
         raise Refused(Reason.UNKNOWN_ROLE, f"Role {request.role_id!r} is no longer in the catalogue.")
-    if team_id and request.team_id and team_id != request.team_id:
-        repo.audit(session, at=now, actor=approver, action="vote.refused", request_id=request_id,
-                   reason=Reason.WRONG_TEAM.value, team=team_id)
-        return Refused(Reason.WRONG_TEAM)
+    # The Slack workspace is checked once, for every request, by the Slack middleware (service/slack/bolt_app.py).
     approvals = frozenset(session.execute(
         select(Approval.approver).where(Approval.request_id == request_id, Approval.vote == Vote.APPROVE.value)
     ).scalars())

@@ -10,17 +10,23 @@ from functools import partial
 from typing import Any
 
 from slack_bolt import App, BoltResponse
+from slack_bolt.request.internals import extract_enterprise_id, extract_team_id, extract_user_id
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
+from service.core.rules import MESSAGES, Reason
+from service.core.slack_trust import Workspace
 from service.operations.context import Context
-from service.settings import Settings
+from service.settings import Settings, SettingsError
 from service.slack.interactions import unexpected, user_message
 from service.slack.listeners import approvals, command, home, requester
 
 log = logging.getLogger(__name__)
 
 
-def build_bolt_app(settings: Settings, ctx: Context, client: WebClient) -> App:
+def build_bolt_app(settings: Settings, ctx: Context, client: WebClient, workspace: Workspace | None = None) -> App:
+    """`workspace`: the one served (default: from the settings, else what Slack's auth.test reports now)."""
+    served = workspace or workspace_of(settings, client)
     # Listeners run on the request's own thread and the answer goes out when they return: no hand-off to
     # Bolt's small listener pool and its 10 ms polling for ack() (bench/RESULTS.md). So a listener does only
     # quick local work before it returns; slow work is queued for workers (interactions.queue) and Slack
@@ -36,6 +42,26 @@ def build_bolt_app(settings: Settings, ctx: Context, client: WebClient) -> App:
         process_before_response=True,
     )
     after_ack_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="slack-after-ack")
+
+    @app.middleware
+    def one_workspace(body: dict[str, Any], respond: Any, next: Any) -> Any:
+        """Every command, click, form and event, before anything else: from the served workspace, or refused
+        with nothing done (the one place the workspace is checked; the use cases trust it)."""
+        user = body.get("user")
+        refusal = served.refusal(team_id=extract_team_id(body), enterprise_id=extract_enterprise_id(body),
+                                 actor_team_id=user.get("team_id") if isinstance(user, dict) else None,
+                                 app_id=body.get("api_app_id"))
+        if refusal is None:
+            return next()
+        log.warning("refused a Slack request from outside the served workspace: %s", refusal,
+                    extra={"user": extract_user_id(body), "type": body.get("type") or body.get("command")})
+        message = MESSAGES[Reason.WRONG_TEAM]
+        if body.get("command"):
+            return BoltResponse(status=200, body=json.dumps({"response_type": "ephemeral", "text": message}),
+                                headers={"content-type": ["application/json"]})
+        if body.get("response_url"):
+            after_ack_pool.submit(_quietly, respond, text=message, response_type="ephemeral", replace_original=False)
+        return BoltResponse(status=200, body="")
 
     @app.middleware
     def identity(body: dict[str, Any], context: Any, respond: Any, client: Any, next: Any) -> Any:
@@ -68,6 +94,28 @@ def build_bolt_app(settings: Settings, ctx: Context, client: WebClient) -> App:
     requester.register(app)
     home.register(app)
     return app
+
+
+def workspace_of(settings: Settings, client: WebClient) -> Workspace:
+    """The configured workspace, or the bot token's own (auth.test); refuses to start when neither is known."""
+    if settings.slack_team_ids or settings.slack_enterprise_id:
+        return Workspace(frozenset(settings.slack_team_ids), settings.slack_enterprise_id, settings.slack_app_id)
+    try:
+        auth = client.auth_test()
+    except Exception as exc:
+        error = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+        raise SettingsError(f"Slack's auth.test failed ({error}), so the served workspace is unknown: check "
+                            "SLACK_BOT_TOKEN and SLACK_API_URL, or set KEYTURN_SLACK_TEAM_ID") from exc
+    team, enterprise = auth.get("team_id") or "", auth.get("enterprise_id") or ""
+    log.info("serving the Slack workspace auth.test reports", extra={"team": team, "enterprise": enterprise})
+    return Workspace(frozenset({team} - {""}), enterprise, settings.slack_app_id)
+
+
+def _quietly(call: Callable[..., Any], **kwargs: Any) -> None:
+    try:
+        call(**kwargs)
+    except Exception:
+        log.warning("could not answer a refused Slack request", exc_info=True)
 
 
 def after_ack(pool: ThreadPoolExecutor, body: dict[str, Any], respond: Any, client: Any,
