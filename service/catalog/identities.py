@@ -99,21 +99,22 @@ class IdentitySchema(Schema):
             raise ValidationError(errors)
 
 
+def sign_in_roles(loaded: list[dict[str, Any]], alias_to_id: dict[str, str]) -> tuple[SignInRole, ...]:
+    """Loaded SignInRoleSchema entries as values: by ARN, or by account (id or alias) + permission set."""
+    return tuple(
+        SignInRole(account=r["arn"].split(":")[4], arn=r["arn"]) if r.get("arn") else
+        SignInRole(account=alias_to_id.get(r["account"], r["account"]), permission_set=r["permission_set"])
+        for r in loaded)
+
+
 def _identity_of(entry: dict[str, Any], alias_to_id: dict[str, str]) -> Identity:
     kind = entry["kind"]
     if kind is IdentityKind.IAM_USER:
         arn = entry["arn"]
         return Identity(entry["slack"], kind, session_name=arn.rsplit("/", 1)[-1], arn=arn)
     if kind is IdentityKind.SSO_USER:
-        roles = []
-        for r in entry["permission_sets"]:
-            if r.get("arn"):
-                roles.append(SignInRole(account=r["arn"].split(":")[4], arn=r["arn"]))
-            else:
-                roles.append(SignInRole(account=alias_to_id.get(r["account"], r["account"]),
-                                        permission_set=r["permission_set"]))
         return Identity(entry["slack"], kind, session_name=entry["user_name"], user_name=entry["user_name"],
-                        roles=tuple(roles))
+                        roles=sign_in_roles(entry["permission_sets"], alias_to_id))
     arn = entry["role_arn"]
     return Identity(entry["slack"], kind, session_name=entry["session_name"],
                     roles=(SignInRole(account=arn.split(":")[4], arn=arn),))

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from service.catalog.email_lookup import EmailLookupSchema, build_email_lookup, check_email_lookup
 from service.catalog.identities import IdentitySchema, build_identities, check_identities, legacy_principal
 from service.catalog.model import Account, Catalog, IdentityCenter, Role, Strategy
 from service.core.durations import DurationError, parse_duration
@@ -157,6 +158,7 @@ class SettingsSchema(Schema):
         unknown = RAISE
 
     identity_center = fields.Nested(IdentityCenterSchema, load_default=None)
+    email_lookup = fields.Nested(EmailLookupSchema, load_default=None)  # opt-in: service/catalog/email_lookup.py
 
     admins = fields.List(
         fields.String(validate=validate.Regexp(SLACK_USER, error="must be a Slack user id (U…)")), load_default=list
@@ -214,6 +216,7 @@ class CatalogSchema(Schema):
                 where.setdefault("strategy", []).append(
                     "identity_center needs settings.identity_center (instance_arn, identity_store_id)")
         check_identities(data, known, errors)
+        check_email_lookup(data, known, errors)
         if "roles" in errors:
             errors["roles"] = {i: e for i, e in errors["roles"].items() if e}
             if not errors["roles"]:
@@ -315,6 +318,7 @@ def _build(data: dict[str, Any]) -> Catalog:
         identities=build_identities(data, alias_to_id),
         identity_center=IdentityCenter(ic["instance_arn"], ic["identity_store_id"], ic["region"],
                                        ic["portal_url"]) if ic else None,
+        email_lookup=build_email_lookup(s.get("email_lookup"), alias_to_id),
         admins=frozenset(s.get("admins", [])),
         audit_channel=s.get("audit_channel"),
         trust_policy_max_chars=s.get("trust_policy_max_chars", 2048),

@@ -7,6 +7,7 @@ from datetime import timedelta
 from enum import StrEnum
 from urllib.parse import urlencode
 
+from service.catalog.email_lookup import EmailLookup
 from service.core.identity import Identity
 from service.core.rules import RoleRules
 
@@ -107,6 +108,7 @@ class Catalog:
     request_timeout: timedelta = timedelta(hours=24)
     reminder_after: timedelta = timedelta(minutes=30)  # first reminder; then doubling (backoff)
     identity_center: IdentityCenter | None = None
+    email_lookup: EmailLookup | None = None  # opt-in: unmapped people found by Slack email (service/people)
     extra: dict[str, str] = field(default_factory=dict)
 
     def role(self, role_id: str) -> Role | None:

@@ -43,6 +43,10 @@ from tests.support.slack_signing import block_actions_payload, payload_body
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "config" / "slack-manifest.yaml"
+# settings.email_lookup (opt-in) is the only code that reads profiles: its calls need the second manifest.
+EMAIL_LOOKUP_CODE = "service/people/"
+EMAIL_LOOKUP_MANIFEST = ROOT / "config" / "slack-manifest.email-lookup.yaml"
+EMAIL_LOOKUP_SCOPES = {"users_info": frozenset({"users:read", "users:read.email"})}  # profile.email needs both
 
 # Every Web API method Keyturn may call, with the bot scopes Slack's method reference lists for it.
 # A method missing here fails the test below: add it with its scopes (and to the manifest).
@@ -57,6 +61,7 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
     "usergroups_users_list": frozenset({"usergroups:read"}),
     "users_info": frozenset({"users:read"}),
     "conversations_open": frozenset({"im:write"}),
+    "auth_test": frozenset(),  # no scope: the workspace the token belongs to
 }
 # What the Bolt listeners subscribe to needs its own scope: a slash command needs `commands`.
 LISTENER_SCOPES = {"command": frozenset({"commands"}), "event": frozenset(), "action": frozenset(),
@@ -95,15 +100,22 @@ def bolt_registrations() -> dict[str, set[str]]:
     return seen
 
 
-def manifest() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load(MANIFEST.read_text())
+def manifest(path: Path = MANIFEST) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(path.read_text())
     return data
+
+
+def split_calls() -> tuple[set[str], set[str]]:
+    """(methods the default app calls, methods only the email lookup calls)."""
+    calls = web_api_calls()
+    core = {m for m, files in calls.items() if any(not f.startswith(EMAIL_LOOKUP_CODE) for f in files)}
+    return core, set(calls) - core
 
 
 # ---- 8. the manifest ------------------------------------------------------------------------------
 def test_manifest_scopes_equal_the_scopes_of_what_the_code_calls() -> None:
-    calls = web_api_calls()
-    unknown = sorted(set(calls) - set(METHOD_SCOPES))
+    calls, _ = split_calls()
+    unknown = sorted(set(web_api_calls()) - set(METHOD_SCOPES))
     assert not unknown, f"Web API methods without a known scope (add them to METHOD_SCOPES): {unknown}"
     assert {"chat_postMessage", "chat_update", "views_open", "views_publish", "usergroups_users_list"} <= set(calls)
     needed = set().union(*(METHOD_SCOPES[m] for m in calls))
@@ -112,6 +124,22 @@ def test_manifest_scopes_equal_the_scopes_of_what_the_code_calls() -> None:
     assert len(declared) == len(set(declared))
     assert set(declared) == needed
     assert "user" not in manifest()["oauth_config"]["scopes"]  # no user-token scopes at all
+
+
+def test_email_lookup_manifest_adds_exactly_the_scopes_of_the_lookup() -> None:
+    """users.info is called only by the opt-in email lookup: the default manifest does not ask to read
+    profiles; the email-lookup manifest is the default one plus users:read and users:read.email."""
+    core, optional = split_calls()
+    assert "users_info" in optional and "users_info" not in core
+    default, lookup = manifest(), manifest(EMAIL_LOOKUP_MANIFEST)
+    extra = set().union(*(EMAIL_LOOKUP_SCOPES.get(m, METHOD_SCOPES[m]) for m in optional))
+    declared = lookup["oauth_config"]["scopes"]["bot"]
+    assert len(declared) == len(set(declared))
+    assert set(declared) == set(default["oauth_config"]["scopes"]["bot"]) | extra
+    assert extra == {"users:read", "users:read.email"}
+    assert not extra & set(default["oauth_config"]["scopes"]["bot"])
+    lookup["oauth_config"]["scopes"]["bot"] = default["oauth_config"]["scopes"]["bot"]
+    assert lookup == default  # the rest is the same app: the two files cannot drift apart
 
 
 def test_manifest_declares_the_command_interactivity_app_home_and_events_the_code_listens_to() -> None:
