@@ -14,6 +14,7 @@ from service.catalog import Catalog, load_catalog
 from service.core.sealing import seal
 from service.locks import RedisLocks
 from service.operations.context import Context, Dispatcher, utcnow
+from service.people import people_for
 from service.queues import IAM_QUEUE, REVOKE_QUEUE
 from service.settings import Settings
 from service.slack.interactions import INTERACTION_TASK
@@ -102,5 +103,6 @@ def build_runtime(settings: Settings, *, celery_app: Any | None = None, dispatch
     aws = AwsGateway(AwsClients(manager_roles=managers), trust_policy_max_chars=catalog.trust_policy_max_chars)
     locks = RedisLocks(redis_client, timeout=settings.lock_timeout.total_seconds())
     ctx = Context(store=store, catalog=catalog, dispatch=dispatch)
+    ctx.people = people_for(ctx, settings=settings, clients=aws.clients)  # opt-in: people found by Slack email
     return Runtime(settings=settings, catalog=catalog, ctx=ctx, aws=aws, locks=locks, redis=redis_client,
                    engine=engine)
