@@ -6,10 +6,10 @@ import logging
 import re
 import uuid
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, g, request
 from slack_sdk import WebClient
-from sqlalchemy import text
 
+from service.api.health import create_sqlite_schema, register_health
 from service.logs import request_id_var, setup_logging
 from service.runtime import Runtime, build_runtime
 from service.settings import Settings, SettingsError, serves_slack, slack_problems
@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app = Flask("keyturn")
     celery_app = celery_init_app(app, settings)
     rt = runtime or build_runtime(settings, celery_app=celery_app)
+    create_sqlite_schema(rt.engine, settings.database_url)
     app.extensions["keyturn"] = rt
     client = _mount_notifier(app, settings, rt)
     if not http:
@@ -49,30 +50,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     from service.api.rest import register_api
 
     register_api(app, settings, rt)  # /api/v1 (REST, bearer tokens) and /api/openapi.json
-
-    @app.get("/healthz")
-    def healthz() -> tuple[Response, int]:
-        """The process is up."""
-        return jsonify(status="ok"), 200
-
-    @app.get("/readyz")
-    def readyz() -> tuple[Response, int]:
-        """The database and the broker answer."""
-        checks: dict[str, str] = {}
-        try:
-            with rt.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-        except Exception as exc:
-            checks["database"] = f"error: {type(exc).__name__}"
-        try:
-            rt.redis.ping()
-            checks["broker"] = "ok"
-        except Exception as exc:
-            checks["broker"] = f"error: {type(exc).__name__}"
-        ok = all(v == "ok" for v in checks.values())
-        return jsonify(status="ok" if ok else "unavailable", checks=checks), 200 if ok else 503
-
+    register_health(app, lambda: rt.engine, rt.redis)  # /healthz, /readyz
     return app
 
 
