@@ -23,6 +23,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
+from service.api.limits import limit_request_bodies
 from service.api.schemas import (
     DESCRIPTION,
     PAGINATION_HEADER,
@@ -104,7 +105,9 @@ blp = KeyturnBlueprint("keyturn", __name__, url_prefix="/api/v1",
 
 
 def register_api(app: Flask, settings: Settings, rt: Runtime) -> Api:
-    """Mount /api/v1 and serve its OpenAPI document at /api/openapi.json."""
+    """Mount /api/v1 and serve its OpenAPI document at /api/openapi.json; cap every route's request body
+    (api/limits.py: /slack/events too, checked before Bolt reads it)."""
+    limit_request_bodies(app)
     app.config.update(
         API_TITLE="Keyturn", API_VERSION="v1", OPENAPI_VERSION="3.0.3", OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
