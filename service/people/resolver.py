@@ -69,7 +69,9 @@ class EmailResolver:
             else:
                 self._answers.pop(user_id, None)
 
-    def __len__(self) -> int:
+    @property
+    def remembered(self) -> int:
+        """How many answers are held (not __len__: an empty resolver must stay truthy for `people or ...`)."""
         with self._lock:
             return len(self._answers)
 
