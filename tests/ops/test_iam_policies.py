@@ -71,6 +71,8 @@ NEEDED_IDENTITY_CENTER = [
     ("identitystore:GetUserId", STORE, {}),
     ("identitystore:DescribeUser", STORE, {}),
     ("identitystore:DescribeUser", SSO_USER, {}),
+    ("identitystore:ListUsers", STORE, {}),  # settings.email_lookup: the users with a Slack email
+    ("identitystore:ListUsers", SSO_USER, {}),
     # assignments into the management account: IAM checks these against Keyturn, on the calls SSO makes for it
     *[(f"iam:{a}", "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Dev_0123", VIA_SSO)
       for a in ("CreateRole", "PutRolePolicy", "AttachRolePolicy", "ListRolePolicies", "DeleteRole",
