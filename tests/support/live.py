@@ -29,6 +29,7 @@ from sqlalchemy import select
 from tests.support.fault_proxy import FaultProxy
 from tests.support.processes import ManagedProcess, ProcessRegistry
 from tests.support.redis_server import flushdb
+from tests.support.slack_signing import TASK_SIGNING_KEY
 
 ROLE_ID, ROLE_NAME, ACCOUNT = "ops-admin", "OpsAdmin", "123456789012"
 ALICE, BOB, APPROVER = "U0ALICE01", "U0BOB0001", "U0APPR01"
@@ -227,6 +228,7 @@ def keyturn_procs(db_url: str, broker_url: str, catalog_path: Path, moto_reset: 
         "AWS_DEFAULT_REGION": "us-east-1", "KEYTURN_SWEEP_INTERVAL": "1s", "KEYTURN_LOCK_TIMEOUT": "3s",
         "KEYTURN_SYNC_MAX_RETRIES": "3", "KEYTURN_RECONCILE_INTERVAL": "1h",  # the sweeper, not reconcile
         "SLACK_BOT_TOKEN": "", "KEYTURN_API_TOKENS": "", "KEYTURN_LOG_LEVEL": "INFO",
+        "KEYTURN_TASK_SIGNING_KEY": TASK_SIGNING_KEY,  # the in-test runtime seals what it queues
     }
     # create_app sets its Celery app as the process default and adds a JSON log handler: undo both after.
     monkeypatch.setattr(celery._state, "default_app", celery._state.default_app)
