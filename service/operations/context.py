@@ -76,7 +76,7 @@ class Context:
     people: Callable[[str], Identity | None] | None = None
 
     def identity_of(self, user_id: str) -> Identity | None:
-        return (self.people or self.catalog.identity_for)(user_id)
+        return (self.people if self.people is not None else self.catalog.identity_for)(user_id)
 
     def identity_still(self, user_id: str, identity_key: str) -> Identity | None:
         """The identity for `user_id` if it is still the person `identity_key` named, else None."""

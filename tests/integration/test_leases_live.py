@@ -50,7 +50,8 @@ def session_denies(kt: Keyturn) -> list[dict[str, Any]]:
 
 
 def alice_deny_sid() -> str:
-    sid: str = session_deny_statement("X", "alice", datetime.now(UTC))["Sid"]  # it depends on the name only
+    # it depends on the person (their identity key) only
+    sid: str = session_deny_statement("X", "alice", datetime.now(UTC), "arn:aws:iam::123456789012:user/alice")["Sid"]
     return sid
 
 

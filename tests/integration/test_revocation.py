@@ -166,7 +166,8 @@ def test_ended_grant_denies_only_that_persons_earlier_sessions_until_max_session
     policy = sessions_policy(world)
     assert foreign(policy) == [operator]
     alice_deny = {
-        "Sid": session_deny_statement(role["RoleId"], "alice", ended_at)["Sid"],
+        # keyed by the person (their identity key), not by the session name
+        "Sid": session_deny_statement(role["RoleId"], "alice", ended_at, world.arn(ALICE))["Sid"],
         "Effect": "Deny", "Action": "*", "Resource": "*",
         "Condition": {"StringEquals": {"aws:userid": f"{role['RoleId']}:alice"},
                       "DateLessThan": {"aws:TokenIssueTime": iso_z(ended_at)}},
