@@ -166,6 +166,7 @@ class SettingsSchema(Schema):
     audit_channel = fields.String(load_default=None)
     trust_policy_max_chars = fields.Integer(load_default=2048, validate=validate.Range(min=256, max=8192))
     request_timeout = Duration(load_default=timedelta(hours=24))
+    max_pending_per_person = fields.Integer(load_default=5, validate=validate.Range(min=1, max=100))
     reminder_after = Duration(load_default=timedelta(minutes=30))
 
 
@@ -323,6 +324,7 @@ def _build(data: dict[str, Any]) -> Catalog:
         audit_channel=s.get("audit_channel"),
         trust_policy_max_chars=s.get("trust_policy_max_chars", 2048),
         request_timeout=s.get("request_timeout", timedelta(hours=24)),
+        max_pending_per_person=s.get("max_pending_per_person", 5),
         reminder_after=s.get("reminder_after", timedelta(minutes=30)),
     )
 

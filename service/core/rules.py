@@ -17,8 +17,10 @@ class Reason(StrEnum):
     DURATION_TOO_LONG = "duration_too_long"
     DURATION_NOT_POSITIVE = "duration_not_positive"
     REASON_REQUIRED = "reason_required"
+    TOO_MANY_PENDING = "too_many_pending"
     # deciding
     NOT_PENDING = "not_pending"
+    REQUEST_EXPIRED = "request_expired"
     NOT_AN_APPROVER = "not_an_approver"
     SELF_APPROVAL = "self_approval"
     BREAK_GLASS_NEEDS_REASON = "break_glass_needs_reason"
@@ -40,7 +42,9 @@ MESSAGES: dict[Reason, str] = {
     Reason.DURATION_TOO_LONG: "That is longer than this role allows.",
     Reason.DURATION_NOT_POSITIVE: "The duration must be longer than zero.",
     Reason.REASON_REQUIRED: "This role needs a reason.",
+    Reason.TOO_MANY_PENDING: "You have too many requests waiting for approval; cancel one or wait for a decision.",
     Reason.NOT_PENDING: "This request has already been decided.",
+    Reason.REQUEST_EXPIRED: "This request waited longer than requests may wait, so it has timed out; file it again.",
     Reason.NOT_AN_APPROVER: "You are not an approver for this role.",
     Reason.SELF_APPROVAL: "You cannot approve your own request.",
     Reason.BREAK_GLASS_NEEDS_REASON: "Break-glass self-approval needs a reason.",
@@ -99,6 +103,9 @@ class RequestView:
     approvals: frozenset[str] = frozenset()  # user ids who approved so far
     # Whether the catalogue still maps the requester to the identity they filed as (identity_check).
     identity: Reason = Reason.OK
+    # Past its deadline (filed + request_timeout) at the moment of the click: decided by the deadline
+    # itself, not by whether the sweeper has run yet.
+    past_deadline: bool = False
 
 
 def identity_check(filed: str | None, current: str | None) -> Reason:
@@ -137,12 +144,18 @@ def is_approver(rules: RoleRules, actor: Actor) -> bool:
     return actor.user_id in rules.approvers or bool(actor.groups & rules.approver_groups)
 
 
+MAX_PENDING_PER_PERSON = 5
+
+
 def check_filing(
-    rules: RoleRules, *, duration: timedelta | None, reason: str | None, has_principal: bool
+    rules: RoleRules, *, duration: timedelta | None, reason: str | None, has_principal: bool,
+    pending: int = 0, max_pending: int = MAX_PENDING_PER_PERSON,
 ) -> FilingCheck:
-    """May this request be filed, and for how long."""
+    """May this request be filed, and for how long. `pending`: the requester's requests still waiting."""
     if not has_principal:
         return FilingCheck(Reason.NO_PRINCIPAL)
+    if pending >= max_pending:
+        return FilingCheck(Reason.TOO_MANY_PENDING)
     wanted = rules.default_duration if duration is None else duration
     if wanted <= timedelta(0):
         return FilingCheck(Reason.DURATION_NOT_POSITIVE)
@@ -159,6 +172,8 @@ def decide_vote(
     """One approver's click on a request: refused, counted, or the request's decision."""
     if request.state is not RequestState.PENDING:
         return Decision(Outcome.REFUSED, Reason.NOT_PENDING, approvals=request.approvals)
+    if request.past_deadline:
+        return Decision(Outcome.REFUSED, Reason.REQUEST_EXPIRED, approvals=request.approvals)
     if not is_approver(rules, actor):
         return Decision(Outcome.REFUSED, Reason.NOT_AN_APPROVER, approvals=request.approvals)
     self_vote = actor.user_id == request.requester

@@ -43,6 +43,8 @@ def decide_request(
                 return redelivered
         if outcome.reason in AUDITED_REFUSALS:
             ctx.dispatch.notify("vote.refused", request_id=request_id, actor=approver, reason=outcome.reason.value)
+        if outcome.reason is Reason.REQUEST_EXPIRED:
+            ctx.dispatch.notify("request.decided", request_id=request_id)  # timed out: as the sweeper tells it
         raise outcome
     result, target_key = outcome
     if target_key:
@@ -106,8 +108,13 @@ def _decide_locked(
     identity = ctx.identity_of(request.requester)
     view = RequestView(state=RequestState(request.state), requester=request.requester, approvals=approvals,
                        identity=identity_check(request.identity_key or request.principal_arn,
-                                               identity.key if identity else None))
+                                               identity.key if identity else None),
+                       past_deadline=request.created_at + ctx.catalog.request_timeout <= now)
     decision = decide_vote(role.rules(), view, actor, vote, reason=note)
+    if decision.reason is Reason.REQUEST_EXPIRED and repo.move_request(
+            session, request_id, RequestState.PENDING, RequestState.TIMED_OUT, decided_at=now, decided_by="keyturn"):
+        # Time it out here, as the sweeper would have: the approvers' message and the requester are told.
+        repo.audit(session, at=now, actor="keyturn", action="request.timed_out", request_id=request_id)
     if decision.refused:
         # Refusals of identity are security events: keep them in the audit log.
         if decision.reason in AUDITED_REFUSALS:

@@ -49,11 +49,14 @@ def request_access(
         allowed = ", ".join(r.id for r in ctx.roles_for(requester)) or "none"
         raise Refused(Reason.UNKNOWN_ROLE, f"There is no role {role_id!r}. Roles you can request: {allowed}.")
     identity = ctx.identity_of(requester)
-    check = check_filing(role.rules(), duration=duration, reason=reason, has_principal=identity is not None)
+    check = check_filing(role.rules(), duration=duration, reason=reason, has_principal=identity is not None,
+                         pending=_pending_of(ctx, requester), max_pending=ctx.catalog.max_pending_per_person)
     if not check.ok or check.duration is None or identity is None:
         hints = {
             Reason.DURATION_TOO_LONG: f"{role.id} allows at most {format_duration(role.max_duration)}.",
             Reason.REASON_REQUIRED: f"{role.id} needs a reason, e.g. `{role.id} 1h fixing INC-123`.",
+            Reason.TOO_MANY_PENDING: f"You already have {ctx.catalog.max_pending_per_person} requests waiting for "
+                                     "approval; cancel one (`/access list`) or wait for a decision.",
         }
         raise Refused(check.reason, hints.get(check.reason))
     try:
@@ -77,6 +80,13 @@ def request_access(
         filed = earlier
     _wake(ctx, filed)
     return filed
+
+
+def _pending_of(ctx: Context, requester: str) -> int:
+    """Requests of this person still waiting: each one pings approvers, so their number is capped."""
+    with ctx.store() as session:
+        return len(session.execute(select(AccessRequest.id).where(
+            AccessRequest.requester == requester, AccessRequest.state == RequestState.PENDING.value)).all())
 
 
 def _filed_with(ctx: Context, client_token: str) -> Filed | None:

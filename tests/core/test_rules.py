@@ -290,3 +290,21 @@ def test_an_approval_for_a_remapped_requester_is_refused_but_a_deny_is_not() -> 
     bob = Actor("U0BOB0001")
     assert decide_vote(rules, view, bob, Vote.APPROVE).reason is Reason.IDENTITY_CHANGED
     assert decide_vote(rules, view, bob, Vote.DENY).outcome is Outcome.DENIED
+
+
+def test_a_vote_on_a_request_past_its_deadline_is_refused() -> None:
+    from service.core.rules import RequestView
+
+    rules = RoleRules(role_id="r", approvers=frozenset({"U0BOB0001"}))
+    view = RequestView(state=RequestState.PENDING, requester="U0ALICE01", past_deadline=True)
+    for vote in Vote:
+        assert decide_vote(rules, view, Actor("U0BOB0001"), vote).reason is Reason.REQUEST_EXPIRED
+
+
+@pytest.mark.parametrize(("pending", "limit", "reason"), [
+    (0, 5, Reason.OK), (4, 5, Reason.OK), (5, 5, Reason.TOO_MANY_PENDING), (1, 1, Reason.TOO_MANY_PENDING)])
+def test_pending_requests_per_person_are_capped(pending: int, limit: int, reason: Reason) -> None:
+    rules = RoleRules(role_id="r", approvers=frozenset({"U0BOB0001"}))
+    check = check_filing(rules, duration=timedelta(hours=1), reason="x", has_principal=True, pending=pending,
+                         max_pending=limit)
+    assert check.reason is reason
