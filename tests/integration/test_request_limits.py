@@ -4,7 +4,6 @@ requests are capped (each one pings approvers). On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
 
 import pytest
 
