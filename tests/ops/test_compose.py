@@ -138,7 +138,11 @@ def test_dockerfile() -> None:
     user_lines = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
     assert user_lines and user_lines[-1] not in ("root", "0")
     cmd = text[text.index("CMD ["):]
-    assert '"gunicorn", "service.wsgi:app"' in cmd and '"0.0.0.0:8000"' in cmd and '"--workers", "2"' in cmd
+    assert '"gunicorn", "--config", "python:service.gunicorn_conf", "service.wsgi:app"' in cmd
+    from service import gunicorn_conf  # the one place of the layout (tests/ops/test_slow_clients.py runs it)
+
+    assert gunicorn_conf.bind == "0.0.0.0:8000" and gunicorn_conf.workers == 2
+    assert gunicorn_conf.worker_class == "gevent"
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv/", ".git/", ".env"} <= set(ignored)
 
