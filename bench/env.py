@@ -48,7 +48,7 @@ REDIS_BASE = os.environ.get("KEYTURN_BENCH_REDIS_URL") or "redis://127.0.0.1:637
 class StackConfig:
     web_workers: int = 2
     web_threads: int = 4
-    web_worker_class: str = "gthread"  # or "gevent"
+    web_worker_class: str = "gevent"  # what service/gunicorn_conf.py ships; or "gthread"
     worker_pool: str = "prefork"  # or "solo"
     worker_concurrency: int = 2
     sweep_interval: str = "1s"
@@ -231,9 +231,11 @@ class Stack(StackClients):
     def start_web(self) -> None:
         c = self.config
         self.web = ManagedProcess(
-            [PY, "-m", "gunicorn", "service.wsgi:app", "-k", c.web_worker_class, "-w", str(c.web_workers),
-             "--threads", str(c.web_threads), "-b", f"127.0.0.1:{self.web_port}", "--backlog", "2048",
-             "--keep-alive", "30", "--log-level", "warning", "--graceful-timeout", "5"],
+            # The shipped configuration file; the flags after it override only what the bench varies.
+            [PY, "-m", "gunicorn", "-c", "python:service.gunicorn_conf", "service.wsgi:app",
+             "-k", c.web_worker_class, "-w", str(c.web_workers),
+             "--threads", str(c.web_threads), "-b", f"127.0.0.1:{self.web_port}",
+             "--log-level", "warning", "--graceful-timeout", "5"],
             self.logs / "web.log", env=self.env(), name="web").start()
 
     def wait_web_ready(self, timeout: float = 60) -> None:
@@ -342,8 +344,8 @@ class Stack(StackClients):
         """Clean state for the next benchmark: stop the worker and beat (nothing may write to IAM while it is
         wiped), wipe, start them again. gunicorn is restarted only with `web=True` (it never touches IAM)."""
         if config is not None:
-            web = web or (config.web_workers, config.web_threads) != (self.config.web_workers,
-                                                                      self.config.web_threads)
+            web = web or ((config.web_workers, config.web_threads, config.web_worker_class)
+                          != (self.config.web_workers, self.config.web_threads, self.config.web_worker_class))
             self.config = config
         self.stop_workers()
         if web:
