@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -53,6 +54,15 @@ class CeleryDispatcher:
             if flagged:  # a flag without its task would hold back the next wake-ups for QUEUED_TTL
                 self._unflag(flag)
 
+    def sync_at(self, target_key: str, when: datetime) -> None:
+        # One timed clean-up per target and second, whichever sweep saw it first.
+        flag = f"keyturn:timed:{target_key}:{int(when.timestamp() * 10)}"
+        try:
+            if self.redis.set(flag, "1", nx=True, ex=QUEUED_TTL):
+                self.celery.send_task("keyturn.sync_target", args=[target_key], queue=REVOKE_QUEUE, eta=when)
+        except Exception:  # the sweep at or after the expiry sends it anyway
+            log.exception("could not time a clean-up", extra={"target": target_key})
+
     def _unflag(self, flag: str) -> None:
         try:
             self.redis.delete(flag)
@@ -100,7 +110,8 @@ def build_runtime(settings: Settings, *, celery_app: Any | None = None, dispatch
             raise ValueError("give a celery_app or a dispatcher")
         dispatch = CeleryDispatcher(celery_app, redis_client, signing_key=settings.task_signing_key)
     managers = {a.id: a.manager_role_arn for a in catalog.accounts.values() if a.manager_role_arn}
-    aws = AwsGateway(AwsClients(manager_roles=managers), trust_policy_max_chars=catalog.trust_policy_max_chars)
+    aws = AwsGateway(AwsClients(manager_roles=managers), trust_policy_max_chars=catalog.trust_policy_max_chars,
+                     session_cut_pages=catalog.session_cut_pages)
     locks = RedisLocks(redis_client, timeout=settings.lock_timeout.total_seconds())
     ctx = Context(store=store, catalog=catalog, dispatch=dispatch)
     ctx.people = people_for(ctx, settings=settings, clients=aws.clients)  # opt-in: people found by Slack email

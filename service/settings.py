@@ -81,7 +81,7 @@ class Settings:
             return tuple(i.strip() for i in (env.get(name) or "").split(",") if i.strip())
 
         api_url = env.get("SLACK_API_URL") or base.slack_api_url
-        return cls(
+        settings = cls(
             database_url=env.get("DATABASE_URL") or base.database_url,
             redis_url=env.get("REDIS_URL") or base.redis_url,
             catalog_path=Path(env.get("KEYTURN_CATALOG") or base.catalog_path),
@@ -102,6 +102,11 @@ class Settings:
             task_signing_key=env.get("KEYTURN_TASK_SIGNING_KEY", ""),
             task_max_age=dur("KEYTURN_TASK_MAX_AGE", base.task_max_age),
         )
+        if not timedelta(seconds=10) <= settings.task_max_age <= timedelta(hours=12):
+            # Above half a day a sealed task could outlive the record of its nonce (processed_events keeps
+            # at least a day), and then be replayed.
+            raise SettingsError("KEYTURN_TASK_MAX_AGE: must be between 10s and 12h")
+        return settings
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]

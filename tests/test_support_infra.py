@@ -26,6 +26,7 @@ from tests.support.processes import ProcessRegistry
 from tests.support.redis_server import RedisProcess
 from tests.support.slack_fake import FakeSlack
 from tests.support.slack_signing import (
+    DEFAULT_SECRET,
     JSON,
     block_actions_body,
     event_callback_body,
@@ -224,7 +225,7 @@ def test_post_signed_sends_verifiable_request(slack_fake: FakeSlack) -> None:
     assert resp.status_code == 200
     call = slack_fake.wait_for("response_url")
     assert call.params["_key"] == "probe" and call.params["event"]["type"] == "app_home_opened"
-    assert SignatureVerifier("test-secret").is_valid_request(call.raw_body, call.headers)
+    assert SignatureVerifier(DEFAULT_SECRET).is_valid_request(call.raw_body, call.headers)
 
 
 def test_payload_shapes_are_understood_by_bolt(slack_fake: FakeSlack) -> None:

@@ -58,8 +58,10 @@ def sweep(self: Any) -> dict[str, int]:
     rt = runtime()
     if not self.request.called_directly and _swept_recently(rt):
         return {"skipped": 1}
-    report = sweep_grants(rt.ctx)
-    return {"expiring": len(report.expiring), "timed_out": len(report.timed_out), "resent": len(report.resent)}
+    # Arm clean-ups for the expiries before the next sweep (and a little more, for a late one).
+    report = sweep_grants(rt.ctx, lookahead=rt.settings.sweep_interval * 2)
+    return {"expiring": len(report.expiring), "timed_out": len(report.timed_out), "resent": len(report.resent),
+            "armed": len(report.armed)}
 
 
 def _swept_recently(rt: Runtime) -> bool:

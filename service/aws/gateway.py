@@ -8,14 +8,16 @@ from service.aws.clients import AwsClients
 from service.aws.documents import SESSIONS_POLICY_NAME, InlinePolicy, PolicyDocument, TrustPolicy
 from service.aws.groups import GroupMembers
 from service.aws.identity_center import AccountAssignments
+from service.aws.session_pages import SessionPages
 from service.catalog.model import IdentityCenter
 from service.core.targets import TargetKind, TargetRef
 
 
 class AwsGateway:
-    def __init__(self, clients: AwsClients, *, trust_policy_max_chars: int = 2048):
+    def __init__(self, clients: AwsClients, *, trust_policy_max_chars: int = 2048, session_cut_pages: int = 4):
         self.clients = clients
         self.trust_policy_max_chars = trust_policy_max_chars
+        self.session_cut_pages = session_cut_pages  # managed policies for session cuts, besides the inline one
 
     def document(self, ref: TargetRef) -> PolicyDocument:
         iam = self.clients.iam(ref.account)
@@ -33,6 +35,10 @@ class AwsGateway:
         if ref.kind is not TargetKind.GROUP:
             raise ValueError(f"{ref.key} is not a group")
         return GroupMembers(self.clients.iam(ref.account), ref.name)
+
+    def session_pages(self, ref: TargetRef) -> SessionPages:
+        """Where a role's session cuts live: its inline policy and Keyturn's managed policies on it."""
+        return SessionPages(self.clients.iam(ref.account), ref.account, ref.name, self.session_cut_pages)
 
     def role_info(self, ref: TargetRef) -> dict[str, Any]:
         """The role's unique id and MaxSessionDuration (raises if it does not exist)."""

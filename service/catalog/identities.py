@@ -17,9 +17,13 @@ from service.core.identity import SESSION_NAME, Identity, IdentityKind, SignInRo
 
 SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
 _NAME = r"[A-Za-z0-9_+=,.@-]"
-USER_ARN = re.compile(rf"arn:aws[a-z-]*:iam::\d{{12}}:user(/{_NAME}+)*/{_NAME}{{2,64}}")
-ROLE_ARN = re.compile(rf"arn:aws[a-z-]*:iam::\d{{12}}:role(/{_NAME}+)*/{_NAME}{{1,64}}")
-ANY_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/.*", re.DOTALL)
+USER_ARN = re.compile(rf"arn:aws[a-z-]*:iam::[0-9]{{12}}:user(/{_NAME}+)*/{_NAME}{{2,64}}", re.ASCII)
+ROLE_ARN = re.compile(rf"arn:aws[a-z-]*:iam::[0-9]{{12}}:role(/{_NAME}+)*/{_NAME}{{1,64}}", re.ASCII)
+# A permission set's role, by ARN: only IAM Identity Center's own (it names the session by the user name).
+SSO_ROLE_ARN = re.compile(
+    rf"arn:aws[a-z-]*:iam::[0-9]{{12}}:role/aws-reserved/sso\.amazonaws\.com/([a-z0-9-]+/)?AWSReservedSSO_{_NAME}+",
+    re.ASCII)
+ANY_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:role/.*", re.DOTALL | re.ASCII)
 PERMISSION_SET = re.compile(r"[A-Za-z0-9_+=,.@-]{1,32}")
 SSO_PATH = "/aws-reserved/sso.amazonaws.com/"
 
@@ -51,7 +55,9 @@ class SignInRoleSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    arn = fields.String(load_default=None, validate=_full(ROLE_ARN, "must be an IAM role ARN (ASCII)"))
+    arn = fields.String(load_default=None, validate=_full(
+        SSO_ROLE_ARN, "must be an IAM Identity Center role ARN (…:role/aws-reserved/sso.amazonaws.com/"
+                      "[region/]AWSReservedSSO_<set>_<hash>); a federated role is kind: iam_role"))
     account = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
     permission_set = fields.String(
         load_default=None, validate=_full(PERMISSION_SET, "is not a permission set name (1-32 of A-Z a-z 0-9 _+=,.@-)"))

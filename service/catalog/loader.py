@@ -16,13 +16,14 @@ from service.catalog.identities import IdentitySchema, build_identities, check_i
 from service.catalog.model import Account, Catalog, IdentityCenter, Role, Strategy
 from service.core.durations import DurationError, parse_duration
 
-ACCOUNT_ID = re.compile(r"^\d{12}$")
-SLACK_APPROVER = re.compile(r"^[UWS][A-Z0-9]{2,}$")
-SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
-ROLE_NAME = re.compile(r"^[A-Za-z0-9_+=,.@-]{1,64}$")
-ROLE_PATH = re.compile(r"^/([\x21-\x7e]+/)?$")
-ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\x21-\x7e]+$")
-PERMISSION_SET_NAME = re.compile(r"^[A-Za-z0-9_+=,.@-]{1,32}$")
+# Whole strings, ASCII only: `\Z`, not `$` (which also matches before a trailing newline).
+ACCOUNT_ID = re.compile(r"^[0-9]{12}\Z")
+SLACK_APPROVER = re.compile(r"^[UWS][A-Z0-9]{2,}\Z")
+SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}\Z")
+ROLE_NAME = re.compile(r"^[A-Za-z0-9_+=,.@-]{1,64}\Z")
+ROLE_PATH = re.compile(r"^/([\x21-\x7e]+/)?\Z")
+ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\x21-\x7e]+\Z")
+PERMISSION_SET_NAME = re.compile(r"^[A-Za-z0-9_+=,.@-]{1,32}\Z")
 SWITCH_ROLE_MAX = 64  # the console's Switch Role form takes path + name up to 64 characters
 
 
@@ -65,7 +66,7 @@ class RoleSchema(Schema):
 
     id = fields.String(
         required=True,
-        validate=validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,62}$", error="use lowercase letters, digits and -"),
+        validate=validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,62}\Z", error="use lowercase letters, digits and -"),
     )
     name = fields.String(required=True, validate=validate.Length(min=1, max=64))
     account = fields.String(required=True, validate=validate.Length(min=1))
@@ -96,7 +97,7 @@ class RoleSchema(Schema):
     require_mfa = fields.Boolean(load_default=False)
     allow_self_approval = fields.Boolean(load_default=False)
     color = fields.String(
-        load_default=None, validate=validate.Regexp(r"^[0-9A-Fa-f]{6}$", error="must be 6 hex digits, e.g. F2B0A9")
+        load_default=None, validate=validate.Regexp(r"^[0-9A-Fa-f]{6}\Z", error="must be 6 hex digits, e.g. F2B0A9")
     )
 
     @validates_schema(skip_on_field_errors=False)
@@ -143,14 +144,14 @@ class IdentityCenterSchema(Schema):
         unknown = RAISE
 
     instance_arn = fields.String(required=True, validate=validate.Regexp(
-        r"^arn:aws[a-z-]*:sso:::instance/(sso)?ins-[a-zA-Z0-9-.]{16}$",
+        r"^arn:aws[a-z-]*:sso:::instance/(sso)?ins-[a-zA-Z0-9-.]{16}\Z",
         error="must be an IAM Identity Center instance ARN (arn:aws:sso:::instance/ssoins-…)"))
     identity_store_id = fields.String(required=True, validate=validate.Regexp(
-        r"^d-[0-9a-f]{10}$|^[0-9a-f]{8}-[0-9a-f-]{27}$", error="must be an identity store id (d-…)"))
-    region = fields.String(load_default=None, validate=validate.Regexp(r"^[a-z]{2}(-[a-z]+)+-\d$",
+        r"^(d-[0-9a-f]{10}|[0-9a-f]{8}-[0-9a-f-]{27})\Z", error="must be an identity store id (d-…)"))
+    region = fields.String(load_default=None, validate=validate.Regexp(r"^[a-z]{2}(-[a-z]+)+-[0-9]\Z",
                                                                        error="is not an AWS region"))
     portal_url = fields.String(load_default=None, validate=validate.Regexp(
-        r"^https://[A-Za-z0-9.-]+(/[\x21-\x7e]*)?$", error="must be the access portal's https URL"))
+        r"^https://[A-Za-z0-9.-]+(/[\x21-\x7e]*)?\Z", error="must be the access portal's https URL"))
 
 
 class SettingsSchema(Schema):
@@ -167,6 +168,9 @@ class SettingsSchema(Schema):
     trust_policy_max_chars = fields.Integer(load_default=2048, validate=validate.Range(min=256, max=8192))
     request_timeout = Duration(load_default=timedelta(hours=24))
     max_pending_per_person = fields.Integer(load_default=5, validate=validate.Range(min=1, max=100))
+    # Managed policies Keyturn may attach to a role for its session cuts (IAM allows 10 per role by default;
+    # README, "Cutting sessions that are already open", has the arithmetic).
+    session_cut_pages = fields.Integer(load_default=4, validate=validate.Range(min=0, max=9))
     reminder_after = Duration(load_default=timedelta(minutes=30))
 
 
@@ -325,6 +329,7 @@ def _build(data: dict[str, Any]) -> Catalog:
         trust_policy_max_chars=s.get("trust_policy_max_chars", 2048),
         request_timeout=s.get("request_timeout", timedelta(hours=24)),
         max_pending_per_person=s.get("max_pending_per_person", 5),
+        session_cut_pages=s.get("session_cut_pages", 4),
         reminder_after=s.get("reminder_after", timedelta(minutes=30)),
     )
 

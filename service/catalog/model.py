@@ -106,6 +106,7 @@ class Catalog:
     audit_channel: str | None = None
     trust_policy_max_chars: int = 2048
     request_timeout: timedelta = timedelta(hours=24)
+    session_cut_pages: int = 4  # managed policies per role for session cuts, besides its inline policy
     max_pending_per_person: int = 5  # requests one person may have waiting for approval at once
     reminder_after: timedelta = timedelta(minutes=30)  # first reminder; then doubling (backoff)
     identity_center: IdentityCenter | None = None

@@ -97,8 +97,8 @@ def group_lease_key(role_arn: str, user_name: str) -> str:
 
 def split_group_lease_key(key: str) -> tuple[str, str | None]:
     """(role ARN, member user name) of a group policy's lease key; no member in the pre-identity form."""
-    role_arn, _, user = key.partition("#")
-    return role_arn, user or None
+    role_arn, _, user = key.rpartition("#")  # a role path may hold '#'; a user name never does
+    return (role_arn, user) if role_arn else (key, None)
 
 
 def sessions_target(role_account: str, role_name: str) -> TargetRef:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 import time
 from collections.abc import Callable
@@ -46,6 +47,8 @@ def run_demo(grant_seconds: int = 15) -> int:
         DATABASE_URL=f"sqlite:///{workdir}/keyturn.db", REDIS_URL=redis_url, KEYTURN_CATALOG=str(CATALOG),
         AWS_ENDPOINT_URL=aws_url, AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo",  # noqa: S106
         AWS_DEFAULT_REGION="us-east-1", KEYTURN_SWEEP_INTERVAL="1s",
+        # The demo's own key for sealing queued interactions (never a default: every run makes one).
+        KEYTURN_TASK_SIGNING_KEY=os.environ.get("KEYTURN_TASK_SIGNING_KEY") or secrets.token_urlsafe(32),
     )
     os.environ.update(env)
     procs = []

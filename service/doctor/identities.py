@@ -59,7 +59,48 @@ def check_identities(env: Env) -> list[CheckResult]:
             out.append(_sign_in_role(env, identity, role))
         if identity.kind is IdentityKind.SSO_USER:
             out.append(_store_user(env, identity))
+        else:
+            out.append(_session_name_bound(env, identity))
     return out
+
+
+SAML = "sts:AssumeRoleWithSAML"
+
+
+def _session_name_bound(env: Env, identity: Identity) -> CheckResult:
+    """An iam_role person is pinned by their session name, so nobody else may choose it: every way into the
+    sign-in role must set the session name for the caller (SAML: the IdP's RoleSessionName attribute) or
+    bind it with a condition on sts:RoleSessionName to the caller's own name (a policy variable)."""
+    role = identity.roles[0]
+    who = f"{identity.label} (for {identity.slack_id})"
+    if not env.managed(role.account):
+        return CheckResult(IDENTITIES, "sign-in-session-name", Status.WARN,
+                           f"{who}: account {role.account} not managed, cannot check", "")
+    try:
+        found = env.iam(role.account).get_role(RoleName=str(role.arn).rsplit("/", 1)[-1])["Role"]
+    except Exception as exc:
+        return CheckResult(IDENTITIES, "sign-in-session-name", Status.WARN, f"{who}: {error_code(exc)}", "")
+    trust = found["AssumeRolePolicyDocument"]
+    loose = []
+    for stmt in statements(trust):
+        if stmt.get("Effect") != "Allow":
+            continue
+        actions = {a.lower() for a in as_list(stmt.get("Action"))}
+        if actions <= {SAML.lower(), "sts:tagsession", "sts:setsourceidentity"}:
+            continue  # SAML: the IdP's assertion names the session, not the caller
+        bound = any("rolesessionname" in str(k).lower() and "${" in "".join(as_list(v))
+                    for block in (stmt.get("Condition") or {}).values() if isinstance(block, dict)
+                    for k, v in block.items())
+        if not bound:
+            loose.append(str(stmt.get("Sid") or "a statement without Sid"))
+    if loose:
+        return CheckResult(IDENTITIES, "sign-in-session-name", Status.FAIL,
+                           f"{who}: the caller chooses the session name of {role.arn} ({'; '.join(loose)}): "
+                           f"anyone who can assume it could call their session {identity.session_name!r}",
+                           "let people in only through SAML, or bind sts:RoleSessionName to the caller "
+                           "(e.g. StringEquals sts:RoleSessionName ${aws:username}, or the OIDC sub claim)")
+    return CheckResult(IDENTITIES, "sign-in-session-name", Status.OK,
+                       f"{who}: {role.arn} sets or binds the session name")
 
 
 def _sign_in_role(env: Env, identity: Identity, role: SignInRole) -> CheckResult:
@@ -111,8 +152,9 @@ def _allows_assume(stmt: Any) -> bool:
 
 def _pins_a_person(stmt: Any) -> bool:
     condition = stmt.get("Condition") or {}
-    keys = {str(k).lower() for block in condition.values() if isinstance(block, dict) for k in block}
-    return "aws:userid" in keys
+    # Only an exact match pins one person: StringLike "*" (or a pattern) on aws:userid admits many.
+    block = condition.get("StringEquals") or {}
+    return isinstance(block, dict) and any(str(k).lower() == "aws:userid" for k in block)
 
 
 def check_trust_broad(env: Env, role: Role, trust: dict[str, Any]) -> list[CheckResult]:

@@ -20,6 +20,8 @@ class Dispatcher(Protocol):
 
     def sync(self, target_key: str, *, force: bool = False, urgent: bool = False) -> None:
         """Wake a sync of the target; `urgent` (it ends access) goes ahead of all other queued work."""
+    def sync_at(self, target_key: str, when: datetime) -> None:
+        """Wake an urgent sync of the target at `when` (a short countdown: expiries within a sweep or two)."""
     def notify(self, event: str, **ids: Any) -> None: ...
     def interact(self, kind: str, payload: dict[str, Any]) -> None:
         """Queue an acknowledged Slack interaction for a worker; raises if it could not be queued."""
@@ -48,12 +50,16 @@ class RecordingDispatcher:
     syncs: list[str] = field(default_factory=list)
     urgent_syncs: list[str] = field(default_factory=list)
     notes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    timed: list[tuple[str, datetime]] = field(default_factory=list)
     interactions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def sync(self, target_key: str, *, force: bool = False, urgent: bool = False) -> None:
         self.syncs.append(target_key)
         if urgent:
             self.urgent_syncs.append(target_key)
+
+    def sync_at(self, target_key: str, when: datetime) -> None:
+        self.timed.append((target_key, when))
 
     def notify(self, event: str, **ids: Any) -> None:
         self.notes.append((event, ids))

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from service.catalog import Catalog
-from service.catalog.model import Role
+from service.catalog.model import Role, Strategy
 from service.core.identity import Identity
 from service.core.states import GrantState
-from service.core.targets import TargetRef, target_for
+from service.core.targets import TargetError, TargetRef, sessions_target, target_for
 from service.store import repo
 from service.store.models import AccessRequest, Grant
 
@@ -22,6 +22,30 @@ def target_of(role: Role, identity: Identity) -> tuple[TargetRef, str]:
 
 
 SSO_ROLE_PATH = "/aws-reserved/sso.amazonaws.com/"
+
+
+def cut_key_of(role: Role) -> str | None:
+    """The role_sessions target that cuts this role's sessions (none for identity_center: no role of ours)."""
+    if role.strategy is Strategy.IDENTITY_CENTER:
+        return None
+    return sessions_target(role.account, role.role_name).key
+
+
+def still_granted(catalog: Catalog, grant: Grant, identity: Identity | None) -> str | None:
+    """Why a live grant may no longer stand under the catalogue as it is now, or None if it may: its
+    person is no longer mapped to the same identity, its role is gone, or the role now puts it elsewhere."""
+    if identity is None:
+        return repo.UNMAPPED
+    role = catalog.role(grant.role_id)
+    if role is None:
+        return f"role {grant.role_id} is no longer in the catalogue"
+    try:
+        target, lease_key = target_of(role, identity)
+    except TargetError as exc:
+        return f"the catalogue no longer gives this access this way: {exc}"
+    if (target.key, lease_key) != (grant.target_key, grant.lease_key):
+        return f"the catalogue now puts {role.id} in {target.key}"
+    return None
 
 
 def principal_of(identity: Identity) -> str:
@@ -51,6 +75,7 @@ def create_grant(
     grant = Grant(
         request_id=request.id, role_id=role.id, requester=request.requester, principal_arn=request.principal_arn,
         identity_key=identity.key, target_key=target.key, lease_key=lease_key, require_mfa=role.require_mfa,
+        cut_key=cut_key_of(role),
         session_name=identity.session_name,
         starts_at=starts, expires_at=expires, state=GrantState.PROVISIONING.value,
     )

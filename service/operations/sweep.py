@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
@@ -11,6 +11,7 @@ from service.catalog import Strategy
 from service.core.states import LIVE_GRANT_STATES, GrantState, RequestState
 from service.core.targets import TargetKind, TargetRef
 from service.operations.context import Context
+from service.operations.granting import still_granted
 from service.store import repo
 from service.store.models import AccessRequest, Grant, Target
 
@@ -21,14 +22,39 @@ class SweepReport:
     timed_out: list[int] = field(default_factory=list)
     resent: list[str] = field(default_factory=list)
     reminded: list[int] = field(default_factory=list)
+    armed: list[str] = field(default_factory=list)  # "target@expiry" clean-ups timed for the coming expiries
 
 
-def sweep(ctx: Context, *, resend_after: timedelta = timedelta(seconds=10), limit: int = 5000) -> SweepReport:
-    """Idempotent and safe to run from two beats at once: every move is a compare-and-set."""
+# A timed clean-up runs this long after the expiry second: Celery's timer fires at or just after its ETA,
+# and the expiry must have passed when the sync reads the clock (bench/RESULTS.md, clean-up lag).
+CLEANUP_DELAY = timedelta(milliseconds=20)
+
+
+def _tenth_up(moment: datetime) -> datetime:
+    tenths = -(-moment.microsecond // 100_000)
+    return moment.replace(microsecond=0) + timedelta(microseconds=tenths * 100_000)
+
+
+def sweep(ctx: Context, *, resend_after: timedelta = timedelta(seconds=10), limit: int = 5000,
+          lookahead: timedelta = timedelta(0)) -> SweepReport:
+    """Idempotent and safe to run from two beats at once: every move is a compare-and-set.
+
+    With a `lookahead`, the syncs of grants expiring within it are also timed for their expiry second
+    (short countdowns, never long ETAs: the sweep stays the backstop), so the statement and membership go
+    within a few hundred milliseconds of the expiry instead of at the next sweep."""
     now = ctx.now()
     report = SweepReport()
     to_sync: set[str] = set()
     with ctx.store.begin() as session:
+        if lookahead > timedelta(0):
+            soon = session.execute(
+                select(Grant.target_key, Grant.expires_at).where(
+                    Grant.state.in_([s.value for s in LIVE_GRANT_STATES]), Grant.expires_at > now,
+                    Grant.expires_at <= now + lookahead).order_by(Grant.expires_at).limit(limit)
+            ).all()
+            # One timed sync per target and tenth of a second: grants expiring together are ended together.
+            for target_key, expires_at in sorted({(k, _tenth_up(e)) for k, e in soon}):
+                report.armed.append(f"{target_key}@{expires_at.isoformat()}")
         due = session.execute(
             select(Grant).where(Grant.state.in_([s.value for s in LIVE_GRANT_STATES]), Grant.expires_at <= now)
             .order_by(Grant.expires_at).limit(limit)
@@ -82,6 +108,9 @@ def sweep(ctx: Context, *, resend_after: timedelta = timedelta(seconds=10), limi
         # Every sync the sweeper sends is urgent: it ends an expired grant, or re-sends a lost wake-up that
         # may be a revocation's (few). A lost one is sent past the de-duplication (its flag may be stale).
         ctx.dispatch.sync(key, force=key in lost, urgent=True)
+    for armed in report.armed:
+        key, _, at = armed.rpartition("@")
+        ctx.dispatch.sync_at(key, datetime.fromisoformat(at) + CLEANUP_DELAY)
     for request_id in report.timed_out:
         ctx.dispatch.notify("request.decided", request_id=request_id)
     for request_id in report.reminded:
@@ -108,8 +137,8 @@ def end_unmapped(ctx: Context) -> list[int]:
     keys: set[str] = set()
     with ctx.store.begin() as session:
         for g in repo.grants_in(session, LIVE_GRANT_STATES):
-            if ctx.identity_still(g.requester, g.identity_key or g.principal_arn) is None and \
-                    repo.end_unmapped_grant(session, g, now):
+            why = still_granted(ctx.catalog, g, ctx.identity_still(g.requester, g.identity_key or g.principal_arn))
+            if why is not None and repo.end_unmapped_grant(session, g, now, why):
                 ended.append(g.id)
                 keys.add(g.target_key)
                 repo.mark_dirty(session, g.target_key, now)

@@ -95,7 +95,7 @@ def profile_snippet(role: Role, grant: Grant, now: datetime, mfa_serial: str | N
     left = int((grant.expires_at - now).total_seconds())
     duration = max(900, min(left, 3600))
     lines = [f"[profile keyturn-{role.id}]", f"role_arn = {role.arn}", "source_profile = default",
-             f"role_session_name = {grant.principal_arn.rsplit('/', 1)[-1]}"]
+             f"role_session_name = {grant.session_name or grant.principal_arn.rsplit('/', 1)[-1]}"]
     if role.require_mfa and mfa_serial:
         lines.append(f"mfa_serial = {mfa_serial}")
     lines.append(f"duration_seconds = {duration}")

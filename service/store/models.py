@@ -96,6 +96,8 @@ class Grant(Base):
     requester: Mapped[str] = mapped_column(String(32), index=True)
     principal_arn: Mapped[str] = mapped_column(String(2048))
     identity_key: Mapped[str | None] = mapped_column(String(2048))
+    cut_key: Mapped[str | None] = mapped_column(String(512))  # the role_sessions target of its session cut
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # IAM first verified to hold it
     target_key: Mapped[str] = mapped_column(String(512))
     lease_key: Mapped[str] = mapped_column(String(2048))
     require_mfa: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -93,15 +93,16 @@ def expire_grant(session: Session, grant: Grant, now: datetime) -> bool:
 UNMAPPED = "the requester is no longer mapped to this identity in the catalogue"
 
 
-def end_unmapped_grant(session: Session, grant: Grant, now: datetime) -> bool:
-    """End a live grant whose requester the catalogue no longer maps to the same person; audited."""
+def end_unmapped_grant(session: Session, grant: Grant, now: datetime, reason: str = UNMAPPED) -> bool:
+    """End a live grant the catalogue no longer stands behind (its person unmapped or remapped, its role
+    gone or moved); audited as grant.unmapped with the reason."""
     if not move_grant(session, grant.id, GrantState(grant.state), GrantState.ENDING,
                       end_reason=EndReason.REVOKED.value, end_requested_at=now, ended_by="keyturn",
-                      failure_reason=UNMAPPED):
+                      failure_reason=reason):
         return False
     audit(session, at=now, actor="keyturn", action="grant.unmapped", grant_id=grant.id,
           request_id=grant.request_id, target_key=grant.target_key, identity=grant.identity_key,
-          reason=UNMAPPED)
+          reason=reason)
     return True
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from service.catalog.model import Strategy
 from service.core.identity import Identity
 from service.core.states import (
     ENDING_GRANT_STATES,
@@ -15,8 +15,9 @@ from service.core.states import (
     GrantState,
     terminal_state_for,
 )
-from service.core.targets import TargetKind, TargetRef, sessions_target
+from service.core.targets import TargetKind, TargetRef
 from service.operations.context import Context
+from service.operations.granting import cut_key_of, still_granted
 from service.store import repo
 from service.store.models import Grant
 
@@ -36,6 +37,7 @@ class GrantSnap:
     # None for a grant that is not live. A live grant whose person is no longer mapped never gets here: it is
     # moved to ending first (prepare), so nothing is written for a person the catalogue no longer names.
     identity: Identity | None = None
+    cut_key: str | None = None  # the role_sessions target that cuts this grant's sessions
 
 
 @dataclass
@@ -52,13 +54,14 @@ class Plan:
     active_keys_with_sid: dict[str, str] = field(default_factory=dict)
     gone: bool = False
     gone_reason: str | None = None
+    unplaced: list[str] = field(default_factory=list)  # role_sessions: people whose cut found no room
 
 
 def _snap(g: Grant, identity: Identity | None = None) -> GrantSnap:
     return GrantSnap(
         id=g.id, request_id=g.request_id, role_id=g.role_id, state=GrantState(g.state), lease_key=g.lease_key,
         expires_at=g.expires_at, require_mfa=g.require_mfa, session_name=g.session_name,
-        end_reason=EndReason(g.end_reason) if g.end_reason else None, identity=identity,
+        end_reason=EndReason(g.end_reason) if g.end_reason else None, identity=identity, cut_key=g.cut_key,
     )
 
 
@@ -76,17 +79,30 @@ def prepare(ctx: Context, target_key: str, now: datetime) -> list[GrantSnap]:
                 continue
             if g.expires_at <= now:
                 repo.expire_grant(session, g, now)
-            elif current_identity(ctx, g) is None:
-                repo.end_unmapped_grant(session, g, now)
+            elif (why := still_granted(ctx.catalog, g, current_identity(ctx, g))) is not None:
+                repo.end_unmapped_grant(session, g, now, why)
         session.flush()
         session.expire_all()
-        return [_snap(g, current_identity(ctx, g)) for g in repo.grants_for_target(session, target_key)]
+        return [dataclasses.replace(_snap(g, current_identity(ctx, g)), cut_key=_cut_key(ctx, g))
+                for g in repo.grants_for_target(session, target_key)]
+
+
+def _cut_key(ctx: Context, g: Grant) -> str | None:
+    """The grant's own record, or (rows from before it was kept) the catalogue role's."""
+    if g.cut_key:
+        return g.cut_key
+    role = ctx.catalog.role(g.role_id)
+    return cut_key_of(role) if role is not None else None
 
 
 def finish(
-    ctx: Context, target_key: str, snaps: list[GrantSnap], plan: Plan, started: datetime
+    ctx: Context, target_key: str, snaps: list[GrantSnap], plan: Plan, started: datetime, *,
+    cut_missing: bool = False,
 ) -> dict[str, Any]:
-    """Record what the verified IAM state means for each grant; compare-and-set, so races lose cleanly."""
+    """Record what the verified IAM state means for each grant; compare-and-set, so races lose cleanly.
+
+    `cut_missing`: the session cut of the grants ending here could not be verified, so none of them is
+    reported ended (they stay ending, retried, and end as revocation_failed if it keeps failing)."""
     now = ctx.now()
     activated: list[int] = []
     ended: list[int] = []
@@ -102,7 +118,7 @@ def finish(
                         repo.audit(session, at=now, actor="keyturn", action="grant.failed", grant_id=s.id,
                                    request_id=s.request_id, target_key=target_key, reason=reason)
                 elif s.lease_key in plan.desired_keys and repo.move_grant(
-                    session, s.id, s.state, GrantState.ACTIVE
+                    session, s.id, s.state, GrantState.ACTIVE, activated_at=now
                 ):
                     activated.append(s.id)
                     repo.audit(session, at=now, actor="keyturn", action="grant.active", grant_id=s.id,
@@ -116,7 +132,7 @@ def finish(
                     ended.append(s.id)
                     repo.audit(session, at=now, actor="keyturn", action="grant.revoked", grant_id=s.id,
                                request_id=s.request_id, target_key=target_key, reason=reason)
-            elif s.state in ENDING_GRANT_STATES:
+            elif s.state in ENDING_GRANT_STATES and not cut_missing:
                 # Verified: this grant's own access is gone (another live lease may still cover the key).
                 final = terminal_state_for(s.end_reason or EndReason.REVOKED)
                 if repo.move_grant(session, s.id, s.state, final, ended_at=now):
@@ -125,15 +141,11 @@ def finish(
                                request_id=s.request_id, target_key=target_key)
         follow_up: set[str] = set()
         for s in snaps:
-            role = ctx.catalog.role(s.role_id)
-            # (An Identity Center assignment has no target role of Keyturn's to carry a cut: see the README.)
-            if (s.id in ended or s.id in activated) and s.session_name and role is not None and \
-                    role.strategy is not Strategy.IDENTITY_CENTER:
-                # Removing the statement does not end sessions already issued: cut those too. A new grant
-                # lifts that person's cut (session_denies keeps none for someone with live access).
-                key = sessions_target(role.account, role.role_name).key
-                repo.mark_dirty(session, key, now)
-                follow_up.add(key)
+            # (An Identity Center assignment has no target role of Keyturn's to carry a cut: no cut_key.)
+            if (s.id in ended or s.id in activated) and s.session_name and s.cut_key:
+                # The cut was synced with this change (sync_target); a follow-up makes sure it stays so.
+                repo.mark_dirty(session, s.cut_key, now)
+                follow_up.add(s.cut_key)
         known = {s.lease_key for s in snaps}
         target = repo.ensure_target(session, target_key)
         # A session cut follows a grant that ended on another target: expected, not drift, unless IAM
@@ -170,6 +182,20 @@ def finish(
 def _was_active(snaps: list[GrantSnap], plan: Plan, sid: str) -> bool:
     key = plan.active_keys_with_sid.get(sid)
     return any(s.lease_key == key and s.state is GrantState.ACTIVE for s in snaps)
+
+
+def refuse_grants(ctx: Context, target_key: str, refused: dict[int, str]) -> list[int]:
+    """Fail grants before any access is written for them (their session cut has no room): audited."""
+    now = ctx.now()
+    failed = []
+    with ctx.store.begin() as session:
+        for grant_id, reason in sorted(refused.items()):
+            if repo.move_grant(session, grant_id, GrantState.PROVISIONING, GrantState.FAILED,
+                               failure_reason=reason, ended_at=now):
+                failed.append(grant_id)
+                repo.audit(session, at=now, actor="keyturn", action="grant.failed", grant_id=grant_id,
+                           target_key=target_key, reason=reason)
+    return failed
 
 
 def record_sync_failure(ctx: Context, *, target_key: str, error: str, final: bool) -> dict[str, list[int]]:

@@ -13,6 +13,7 @@ TOKENS = {"alice-token-0123456789": ALICE, "bob-token-0123456789": BOB, "carol-t
 CATALOG = """
 settings:
   admins: [U0ADMIN01]
+  max_pending_per_person: 20
 accounts:
   - id: "123456789012"
     alias: moto

@@ -168,6 +168,32 @@ class World:
         self.iam.update_assume_role_policy(RoleName=self.catalog.roles[role_id].role_name,
                                            PolicyDocument=json.dumps(doc))
 
+    def role_policies(self, name: str) -> list[dict[str, Any]]:
+        """Every permission policy on the role as IAM holds it: inline ones and attached managed ones (the
+        session cuts live in both), for the IAM evaluator to judge an open session by."""
+        docs = []
+        for policy in self.iam.list_role_policies(RoleName=name)["PolicyNames"]:
+            doc = self.iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]
+            docs.append(json.loads(doc) if isinstance(doc, str) else dict(doc))
+        for attached in self.iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+            arn = attached["PolicyArn"]
+            version = self.iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+            doc = self.iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
+            docs.append(json.loads(doc) if isinstance(doc, str) else dict(doc))
+        return docs
+
+    def cuts(self, name: str) -> list[dict[str, Any]]:
+        """Keyturn's session-cut statements on the role, on every page."""
+        return [s for doc in self.role_policies(name) for s in owned(doc)]
+
+    def delete_role(self, name: str) -> None:
+        """Delete a role as an operator must in IAM: its policies (the session cuts among them) first."""
+        for policy in self.iam.list_role_policies(RoleName=name)["PolicyNames"]:
+            self.iam.delete_role_policy(RoleName=name, PolicyName=policy)
+        for attached in self.iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+            self.iam.detach_role_policy(RoleName=name, PolicyArn=attached["PolicyArn"])
+        self.iam.delete_role(RoleName=name)
+
     def group_members(self, group: str) -> set[str]:
         return {u["UserName"] for u in self.iam.get_group(GroupName=group)["Users"]}
 
@@ -183,7 +209,8 @@ def make_world(db_url: str, raw: dict[str, Any] | None = None, *, locks: Locks |
     clock = Clock()
     dispatch = RecordingDispatcher()
     ctx = Context(store=make_session_factory(engine), catalog=catalog, dispatch=dispatch, now=clock)
-    gw = AwsGateway(AwsClients(), trust_policy_max_chars=catalog.trust_policy_max_chars)
+    gw = AwsGateway(AwsClients(), trust_policy_max_chars=catalog.trust_policy_max_chars,
+                    session_cut_pages=catalog.session_cut_pages)
     recorder = IamRecorder(gw.clients.iam(ACCOUNT))
     iam = boto3.client("iam")
     seed_iam(iam, catalog)

@@ -28,7 +28,7 @@ from service.aws.documents import SESSIONS_POLICY_NAME
 from service.aws.errors import SyncConflict
 from service.aws.gateway import AwsGateway
 from service.cli import main as cli
-from service.core.policy import document_hash, iso_z, owned_sid, session_deny_statement
+from service.core.policy import document_hash, owned_sid
 from service.core.states import GrantState
 from service.core.targets import sessions_target
 from service.operations.context import Refused
@@ -37,6 +37,7 @@ from service.runtime import Runtime
 from service.settings import Settings
 from service.store.models import Target
 from tests.integration.helpers_sync import ACCOUNT, CATALOGS, World, foreign, make_world, owned
+from tests.support import iam_eval
 from tests.support.fault_proxy import FaultProxy
 from workers.celery_app import celery_init_app
 
@@ -118,8 +119,21 @@ def test_after_an_outage_the_sweep_wakes_expired_grants_targets_before_other_los
 
 
 # ---- 1. live sessions ------------------------------------------------------------------------------
+ALLOW_ALL = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+
+
+def session_allowed(world: World, name: str, *, issued_at: Any, at: Any) -> bool:
+    """May an open session of the role named `name`, issued at `issued_at`, act at `at`? Judged by the IAM
+    evaluator over the role's policies as moto holds them (the role itself may do anything)."""
+    role = world.iam.get_role(RoleName=ROLE_NAME)["Role"]
+    request = iam_eval.session_calls(role["Arn"], role["RoleId"], name, issued_at=issued_at, at=at)
+    return iam_eval.session_may([ALLOW_ALL, *world.role_policies(ROLE_NAME)], request).allowed
+
+
 @pytest.mark.parametrize("end", ["expiry", "done", "admin"])
-def test_ended_grant_denies_only_that_persons_earlier_sessions_until_max_session(world: World, end: str) -> None:
+def test_the_cut_is_armed_when_access_starts_and_ends_only_that_persons_earlier_sessions(
+    world: World, end: str
+) -> None:
     world.iam.update_role(RoleName=ROLE_NAME, MaxSessionDuration=7200)  # the role's, not a 1h default
     role = world.iam.get_role(RoleName=ROLE_NAME)["Role"]
     operator = {"Sid": "OperatorBlock", "Effect": "Deny", "Action": "s3:DeleteBucket", "Resource": "*"}
@@ -127,21 +141,27 @@ def test_ended_grant_denies_only_that_persons_earlier_sessions_until_max_session
                               PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [operator]}))
     world.iam.put_role_policy(RoleName=ROLE_NAME, PolicyName="unrelated",
                               PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [operator]}))
-    # erin's earlier grant already ended: her deny is in place before alice's grant ends
+    # erin's earlier grant already ended ("I'm done"): her earlier sessions are cut from then on
     erin = world.grant(ERIN, ROLE)
     world.sync()
+    erin_start = world.clock()
     world.revoke(erin)
     assert world.sync().follow_up == [sessions_key(world)]
-    world.sync(target_key=sessions_key(world))
-    erin_deny = [s for s in owned(sessions_policy(world)) if ":erin" in json.dumps(s)]
-    assert len(erin_deny) == 1
+    erin_end = world.row(erin).end_requested_at
+    assert not session_allowed(world, "erin", issued_at=erin_start, at=world.clock())
+    assert session_allowed(world, "erin", issued_at=erin_end + timedelta(seconds=1), at=world.clock())  # a later grant
 
     alice = world.grant(ALICE, ROLE, timedelta(minutes=10))
     bob = world.grant(BOB, ROLE, timedelta(hours=4))
     world.sync()
     [alice_trust] = statement_of(world, ALICE)
     assert alice_trust["Condition"]["StringEquals"] == {"sts:RoleSessionName": "alice"}
-    assert statement_of(world, BOB)[0]["Condition"]["StringEquals"] == {"sts:RoleSessionName": "bob"}
+    expires = world.row(alice).expires_at
+    opened = world.clock()
+    # Armed: with no worker doing anything more, IAM itself ends alice's open session at her expiry second.
+    assert session_allowed(world, "alice", issued_at=opened, at=expires - timedelta(seconds=1))
+    assert not session_allowed(world, "alice", issued_at=opened, at=expires)
+    assert session_allowed(world, "bob", issued_at=opened, at=expires)  # another person: untouched
     world.dispatch.syncs.clear()
     world.dispatch.urgent_syncs.clear()
     if end == "expiry":
@@ -151,41 +171,32 @@ def test_ended_grant_denies_only_that_persons_earlier_sessions_until_max_session
         world.revoke(alice, actor=ADMIN if end == "admin" else None)
     report = world.sync()
     assert report.ended == [alice] and report.follow_up == [sessions_key(world)]
-    assert sessions_key(world) in world.dispatch.syncs  # the cut is woken, not left to the reconcile
-    # Ending access, the removal and then the cut, goes ahead of every other queued task. (On expiry the
-    # sweep also re-sends the cut's target, dirty since the grants' lifts: after the removal.)
-    urgent = world.dispatch.urgent_syncs
-    assert urgent[0] == world.target(ROLE) and urgent[-1] == sessions_key(world)
+    assert world.dispatch.urgent_syncs[0] == world.target(ROLE)  # ending access goes ahead of other work
     row = world.row(alice)
     assert row.state == (EXPIRED if end == "expiry" else REVOKED)
     assert row.ended_by == {"expiry": None, "done": ALICE, "admin": ADMIN}[end]
     ended_at = row.expires_at if end == "expiry" else row.end_requested_at
     assert ended_at is not None
-
-    world.sync(target_key=sessions_key(world))
-    policy = sessions_policy(world)
-    assert foreign(policy) == [operator]
-    alice_deny = {
-        # keyed by the person (their identity key), not by the session name
-        "Sid": session_deny_statement(role["RoleId"], "alice", ended_at, world.arn(ALICE))["Sid"],
-        "Effect": "Deny", "Action": "*", "Resource": "*",
-        "Condition": {"StringEquals": {"aws:userid": f"{role['RoleId']}:alice"},
-                      "DateLessThan": {"aws:TokenIssueTime": iso_z(ended_at)}},
-    }
-    assert sorted(owned(policy), key=lambda s: s["Sid"]) == sorted([alice_deny, *erin_deny], key=lambda s: s["Sid"])
-    assert ":bob" not in json.dumps(policy)  # bob's grant is live: his sessions are untouched
-    # the id STS stamps on a session named after alice is exactly what the deny matches
+    # The cut was moved (or, at the expiry, already was) to the end before the grant was reported ended.
+    assert not session_allowed(world, "alice", issued_at=opened, at=ended_at)
+    later = ended_at + timedelta(seconds=1)
+    assert session_allowed(world, "alice", issued_at=later, at=later + timedelta(seconds=1))
+    assert session_allowed(world, "bob", issued_at=opened, at=ended_at)
+    assert sessions_policy(world) is not None and foreign(sessions_policy(world)) == [operator]
+    # the id STS stamps on a session named after alice is exactly what the cut matches
     session = world.gw.clients.sts().assume_role(RoleArn=role["Arn"], RoleSessionName="alice")
-    assert session["AssumedRoleUser"]["AssumedRoleId"] == alice_deny["Condition"]["StringEquals"]["aws:userid"]
+    assert session["AssumedRoleUser"]["AssumedRoleId"] == f"{role['RoleId']}:alice"
+    assert any(f"{role['RoleId']}:alice" in json.dumps(c) for c in world.cuts(ROLE_NAME))
     assert statement_of(world, ALICE) == [] and world.state(bob) == ACTIVE and len(statement_of(world, BOB)) == 1
     assert (sessions_policy(world, "unrelated") or {})["Statement"] == [operator]
 
     world.clock.advance(seconds=3601)  # past 1h, within the role's 2h: still cut
     world.sync(target_key=sessions_key(world))
-    assert alice_deny in owned(sessions_policy(world))
-    world.clock.advance(seconds=3600)  # now every session issued before either end has run out
+    assert not session_allowed(world, "alice", issued_at=opened, at=world.clock())
+    world.clock.advance(seconds=7200)  # every session issued before either end has run out
     world.sync(target_key=sessions_key(world))
-    assert sessions_policy(world) == {"Version": "2012-10-17", "Statement": [operator]}
+    assert [c for c in world.cuts(ROLE_NAME) if ":bob" not in json.dumps(c)] == []  # only bob's armed cut
+    assert foreign(sessions_policy(world)) == [operator]
     assert world.state(bob) == ACTIVE
 
 

@@ -145,7 +145,9 @@ def test_inline_size_limit_fails_the_grant_and_writes_nothing(world: World) -> N
     assert not report.wrote and list(report.failed) == [bob] and report.activated == []
     assert world.state(bob) == FAILED
     assert f"limit is {USER_INLINE_TOTAL}" in (world.row(bob).failure_reason or "")
-    assert world.recorder.writes() == [] and world.audits("iam.write") == []
+    # Nothing on bob's user (his session cut was armed first, on the role: a deny, harmless and lifted later).
+    assert world.recorder.writes("PutUserPolicy", "DeleteUserPolicy") == []
+    assert world.audits("iam.write", target_key=key) == []
     assert world.iam.list_user_policies(UserName="bob")["PolicyNames"] == ["big-foreign"]
     assert _inline(world, "bob", "big-foreign") == big
 

@@ -241,7 +241,7 @@ def test_deleted_role_fails_new_grants_and_revoke_still_ends(world: World) -> No
     world.sync()
     assert world.state(alice) == ACTIVE
     bob = world.grant("U0BOB0001", "ops-admin")
-    world.iam.delete_role(RoleName="OpsAdmin")
+    world.delete_role("OpsAdmin")
 
     report = world.sync()  # no exception: a target that is gone is an answer, not an error
     assert report.gone and not report.wrote and list(report.failed) == [bob]
@@ -264,5 +264,5 @@ def test_sync_twice_writes_once(world: World) -> None:
     assert first.wrote and not second.wrote
     assert second.hash_before == second.hash_after == first.hash_after
     assert len(world.recorder.writes("UpdateAssumeRolePolicy")) == 1  # both grants in one write
-    assert len(world.audits("iam.write")) == 1
+    assert len(world.audits("iam.write", target_key=world.target("ops-admin"))) == 1
     assert len(owned(world.trust())) == 2

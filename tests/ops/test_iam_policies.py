@@ -45,9 +45,14 @@ VIA_SSO = {"aws:ViaAWSService": "true"}
 
 # What Keyturn calls, and on what (service/aws, service/doctor/, the Identity Center strategy), with the
 # context the call carries. Every (action, resource) of a multi-resource action is listed.
+SESSION_PAGE = "arn:aws:iam::222222222222:policy/session-cuts/keyturn-sessions-Admin-1"
 NEEDED: list[tuple[str, str, dict[str, str]]] = [
     *[(f"iam:{a}", ROLE, {}) for a in ("GetRole", "UpdateAssumeRolePolicy", "ListRolePolicies", "GetRolePolicy",
-                                       "PutRolePolicy", "DeleteRolePolicy")],
+                                       "PutRolePolicy", "DeleteRolePolicy", "ListAttachedRolePolicies")],
+    # session cuts on managed pages (service/aws/session_pages.py): only policies under /session-cuts/
+    *[(f"iam:{a}", SESSION_PAGE, {}) for a in ("CreatePolicy", "CreatePolicyVersion", "DeletePolicyVersion",
+                                               "ListPolicyVersions", "GetPolicy", "GetPolicyVersion", "DeletePolicy")],
+    *[(f"iam:{a}", ROLE, {"iam:PolicyARN": SESSION_PAGE}) for a in ("AttachRolePolicy", "DetachRolePolicy")],
     *[(f"iam:{a}", GROUP, {}) for a in ("GetGroup", "AddUserToGroup", "RemoveUserFromGroup", "ListGroupPolicies",
                                         "GetGroupPolicy", "PutGroupPolicy", "DeleteGroupPolicy")],
     *[(f"iam:{a}", USER, {}) for a in ("GetUser", "ListGroupsForUser", "ListUserPolicies", "GetUserPolicy",
@@ -165,6 +170,7 @@ def test_documents_are_well_formed(name: str) -> None:
 WRITE_SCOPES: list[tuple[str, dict[str, Any] | None]] = [
     (r"arn:aws:iam::\*:role/keyturn/\*", None),
     (r"arn:aws:iam::\*:group/keyturn/\*", None),
+    (r"arn:aws:iam::\*:policy/session-cuts/\*", None),  # session cut pages (service/aws/session_pages.py)
     (r"arn:aws:iam::\*:user/\*", {"StringEquals": {"aws:ResourceTag/keyturn-inline-policy": "allowed"}}),
     (r"arn:aws:iam::\*:role/aws-reserved/sso\.amazonaws\.com/\*", {"Bool": {"aws:ViaAWSService": "true"}}),
     (r"arn:aws:iam::\*:saml-provider/AWSSSO_\*", {"Bool": {"aws:ViaAWSService": "true"}}),

@@ -20,6 +20,12 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.add_column('requests', sa.Column('identity_key', sa.String(length=2048), nullable=True))
     op.add_column('grants', sa.Column('identity_key', sa.String(length=2048), nullable=True))
+    # The role whose session cuts a grant needs, remembered: a role renamed or removed in the catalogue
+    # must not take the cuts of its ended grants with it.
+    op.add_column('grants', sa.Column('cut_key', sa.String(length=512), nullable=True))
+    # When IAM was first verified to hold the access: a grant that never got that far needs no session cut.
+    op.add_column('grants', sa.Column('activated_at', sa.DateTime(timezone=True), nullable=True))
+    op.execute("UPDATE grants SET activated_at = starts_at WHERE state <> 'provisioning' AND state <> 'failed'")
     # Before identities, a principal was an IAM user (or role) ARN, and an IAM user's identity key is its
     # ARN: the rows keep meaning what they meant. A role ARN matches no identity any more, so the grants
     # of such rows end at their next sync instead of admitting every session of the role.
@@ -30,8 +36,16 @@ def upgrade() -> None:
         "UPDATE grants SET lease_key = lease_key || '#' || session_name "
         "WHERE target_key LIKE 'inline_group:%' AND session_name IS NOT NULL AND lease_key NOT LIKE '%#%'"
     )
+    # ... and the group-wide statement in IAM goes at the next sweep, not at the next reconcile.
+    op.execute(
+        "UPDATE targets SET dirty_since = CURRENT_TIMESTAMP WHERE key LIKE 'inline_group:%' AND dirty_since IS NULL")
+    op.execute(
+        "UPDATE grants SET cut_key = 'role_sessions:' || substr(target_key, length('trust_policy:') + 1) "
+        "WHERE target_key LIKE 'trust_policy:%'")
 
 
 def downgrade() -> None:
+    op.drop_column('grants', 'activated_at')
+    op.drop_column('grants', 'cut_key')
     op.drop_column('grants', 'identity_key')
     op.drop_column('requests', 'identity_key')
