@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from service.core.policy import Lease, assume_statement, iso_z, session_deny_statement, trust_statement
+from service.core.cuts import PersonCut, armed_statement, pack_statement
+from service.core.policy import Lease, assume_statement, iso_z, trust_statement
 from tests.support.iam_eval import (
     Decision,
     Outcome,
@@ -368,7 +369,7 @@ def test_assume_statement_on_a_users_policy() -> None:
 def test_session_deny_cuts_alices_old_sessions_only() -> None:
     cut_at = T0 + timedelta(minutes=30)
     permissions = document({"Sid": "Work", "Effect": "Allow", "Action": "*", "Resource": "*"},
-                           session_deny_statement(TARGET_ID, "alice", cut_at))
+                           pack_statement(0, [PersonCut("alice", f"{TARGET_ID}:alice", cut_at, False)]))
 
     def call(session: str, issued_at: datetime) -> Decision:
         request = session_calls(ROLE, TARGET_ID, session, issued_at=issued_at, at=cut_at + timedelta(minutes=5))
@@ -379,3 +380,17 @@ def test_session_deny_cuts_alices_old_sessions_only() -> None:
     assert call("alice", cut_at).allowed  # issued at the cut second: a new grant's session
     assert call("bob", cut_at - timedelta(minutes=10)).allowed
     assert call("alice2", cut_at - timedelta(minutes=10)).allowed
+
+
+def test_an_armed_cut_takes_the_expiry_second_and_spares_later_sessions() -> None:
+    expiry = T0 + timedelta(minutes=30)
+    permissions = document({"Sid": "Work", "Effect": "Allow", "Action": "*", "Resource": "*"},
+                           armed_statement(PersonCut("alice", f"{TARGET_ID}:alice", expiry, True)))
+
+    def call(session: str, issued_at: datetime, at: datetime) -> Decision:
+        return session_may([permissions], session_calls(ROLE, TARGET_ID, session, issued_at=issued_at, at=at))
+
+    assert call("alice", T0, expiry - timedelta(seconds=1)).allowed
+    assert call("alice", T0, expiry).outcome is Outcome.EXPLICIT_DENY
+    assert call("alice", expiry, expiry + timedelta(seconds=5)).allowed  # a later grant's session
+    assert call("bob", T0, expiry).allowed

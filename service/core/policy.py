@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from service.core.identity import Pin
@@ -184,59 +184,3 @@ def size_without_whitespace(document: Mapping[str, Any]) -> int:
 
 
 REVOKE_SID_PREFIX = OWNED_SID_PREFIX + "Revoke"
-
-
-def session_deny_statement(role_unique_id: str, session_name: str, issued_before: datetime,
-                           identity_key: str | None = None) -> Statement:
-    """Deny everything to one person's sessions of this role issued before their access ended.
-
-    Sessions of the role are `RoleId:SessionName` in aws:userid; a new grant's sessions, issued later,
-    are untouched, and so are everyone else's. The Sid is the person's (their identity key), so two people
-    are never folded into one cut."""
-    return {
-        "Sid": REVOKE_SID_PREFIX + hashlib.sha256((identity_key or session_name).encode()).hexdigest()[:20].upper(),
-        "Effect": "Deny",
-        "Action": "*",
-        "Resource": "*",
-        "Condition": {
-            "StringEquals": {"aws:userid": f"{role_unique_id}:{session_name}"},
-            "DateLessThan": {"aws:TokenIssueTime": iso_z(issued_before)},
-        },
-    }
-
-
-@dataclass(frozen=True)
-class SessionEnd:
-    """One grant of a role to a person (`identity_key`, whose sessions are named `session_name`): when it
-    ended (None while still live)."""
-
-    session_name: str
-    ended_at: datetime | None
-    identity_key: str | None = None
-
-    @property
-    def person(self) -> str:
-        return self.identity_key or self.session_name
-
-
-@dataclass(frozen=True)
-class Cut:
-    session_name: str
-    ended_at: datetime
-
-
-def session_denies(ends: Iterable[SessionEnd], now: datetime, max_session: timedelta) -> dict[str, Cut]:
-    """Whose old sessions to cut (by person), and issued before when: only people with no live grant left,
-    and only until the longest session issued before the end could have lasted."""
-    ends = list(ends)
-    live = {e.person for e in ends if e.ended_at is None}
-    latest: dict[str, Cut] = {}
-    for e in ends:
-        if e.ended_at is None or e.person in live:
-            continue
-        if e.ended_at + max_session <= now:
-            continue
-        have = latest.get(e.person)
-        if have is None or e.ended_at > have.ended_at:
-            latest[e.person] = Cut(e.session_name, e.ended_at)
-    return latest

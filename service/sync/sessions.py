@@ -75,7 +75,7 @@ def _next_second(moment: datetime) -> datetime:
     return whole if whole == moment else whole + timedelta(seconds=1)
 
 
-def _page_hash(docs: dict[int, Document | None]) -> str | None:
+def page_hash(docs: dict[int, Document | None]) -> str | None:
     parts = [f"{p}={canonical(d)}" for p, d in sorted(docs.items()) if d and d.get("Statement")]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16] if parts else None
 
@@ -101,8 +101,8 @@ def _sync_pages(pages: SessionPages, cuts: list[PersonCut], attempts: int) -> Pl
             raise LimitExceeded(f"session cuts, page {p}: {problem}")
         pages.write(p, new[p])
     _verify(pages, placement.pages, attempts)
-    plan = Plan(wrote=bool(changed), hash_before=_page_hash(live),
-                hash_after=_page_hash({p: new[p] for p in new}),
+    plan = Plan(wrote=bool(changed), hash_before=page_hash(live),
+                hash_after=page_hash({p: new[p] for p in new}),
                 added=sorted(after_sids - before_sids), removed=sorted(before_sids - after_sids))
     plan.unplaced = [c.person for c in placement.unplaced]
     return plan

@@ -110,3 +110,32 @@ def test_every_cut_is_placed_once_or_reported_and_no_page_overflows(
             seen += [ids] if isinstance(ids, str) else ids
     placed = sorted(seen)
     assert placed == sorted({c.user_id for c in cuts} - {c.user_id for c in placement.unplaced})
+
+
+def test_cuts_are_keyed_by_the_person_not_the_name() -> None:
+    """alice in one account ended; `alice` in another account still has live access. Keyed by name, the
+    live one hid the cut of the ended one (the catalogue refuses such a pair; the cut never merges them)."""
+    a, b = "arn:aws:iam::111111111111:user/alice", "arn:aws:iam::222222222222:user/alice"
+    cuts = desired_cuts([(a, uid("alice"), NOW - HOUR / 4, False), (b, uid("alice"), NOW + HOUR, True)], NOW, HOUR)
+    assert {(c.person, c.live) for c in cuts} == {(a, False), (b, True)}
+
+
+def test_an_expiry_needs_no_write_while_there_is_room() -> None:
+    """At an expiry the armed cut already denies from that second: it is left as it is."""
+    capacity = {0: 3000}
+    live = place([PersonCut("alice", uid("alice"), NOW, True)], {}, capacity)
+    expired = place(desired_cuts([("alice", uid("alice"), NOW, False)], NOW, HOUR), live.pages, capacity)
+    assert expired.pages == live.pages
+    # "I'm done" before the expiry: the cut moves to the end, into a pack.
+    done = place(desired_cuts([("alice", uid("alice"), NOW - HOUR / 2, False)], NOW, HOUR), live.pages, capacity)
+    assert [s["Sid"] for s in done.pages[0]] == [pack_sid(0)]
+
+
+def test_a_grant_never_in_iam_gets_no_cut_written() -> None:
+    cuts = desired_cuts([("ghost", uid("ghost"), NOW - HOUR / 4, False, False)], NOW, HOUR)
+    assert place(cuts, {}, {0: 3000}).pages == {0: []}
+
+
+def test_group_access_is_cut_from_the_expiry_whatever_the_issue_time() -> None:
+    [cut] = desired_cuts([("alice", uid("alice"), NOW, True, True, True)], NOW - HOUR, HOUR)
+    assert cut.unbounded and "DateLessThan" not in armed_statement(cut)["Condition"]

@@ -283,25 +283,8 @@ def test_a_sid_that_only_starts_with_keyturn_is_foreign(sid: str) -> None:
 
 
 def test_keyturns_own_sids_are_owned() -> None:
-    from service.core.policy import session_deny_statement
+    from service.core.cuts import PersonCut, armed_statement, pack_statement
 
     assert is_owned(trust_statement(Lease("arn:aws:iam::111111111111:user/alice", NOW)))
-    assert is_owned(session_deny_statement("AROAEXAMPLE", "alice", NOW, "arn:aws:iam::1:user/alice"))
-
-
-def test_session_cuts_are_keyed_by_the_person_not_the_name() -> None:
-    """alice in one account ended; `alice` in another account still has live access. Keyed by name, the
-    live one hid the cut of the ended one."""
-    from service.core.policy import SessionEnd, session_denies
-
-    ended = NOW - timedelta(minutes=1)
-    a, b = "arn:aws:iam::111111111111:user/alice", "arn:aws:iam::222222222222:user/alice"
-    cuts = session_denies([SessionEnd("alice", ended, a), SessionEnd("alice", None, b)], NOW, timedelta(hours=1))
-    assert set(cuts) == {a}
-    assert cuts[a].session_name == "alice" and cuts[a].ended_at == ended
-    # The same person ending twice keeps the later end; a live grant of theirs lifts their cut.
-    later = NOW - timedelta(seconds=5)
-    assert session_denies([SessionEnd("alice", ended, a), SessionEnd("alice", later, a)], NOW,
-                          timedelta(hours=1))[a].ended_at == later
-    assert session_denies([SessionEnd("alice", ended, a), SessionEnd("alice", None, a)], NOW,
-                          timedelta(hours=1)) == {}
+    assert is_owned(armed_statement(PersonCut("arn:aws:iam::1:user/alice", "AROAEXAMPLE:alice", NOW, True)))
+    assert is_owned(pack_statement(3, [PersonCut("arn:aws:iam::1:user/alice", "AROAEXAMPLE:alice", NOW, False)]))

@@ -13,13 +13,13 @@ lease's end. Every wait is a bounded poll; no timing is asserted.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from service.aws.documents import SESSIONS_POLICY_NAME
-from service.core.policy import REVOKE_SID_PREFIX, iso_z, owned_sid, session_deny_statement
+from service.core.cuts import armed_sid
+from service.core.policy import REVOKE_SID_PREFIX, iso_z, owned_sid
 from service.core.rules import Vote
 from service.core.targets import sessions_target
 from service.operations.decide_request import decide_request
@@ -41,18 +41,23 @@ def extend(kt: Keyturn, grant_id: int, seconds: float) -> int:
 
 
 def session_denies(kt: Keyturn) -> list[dict[str, Any]]:
-    """The deny statements in the role's session-cut inline policy (none while it does not exist)."""
-    try:
-        doc = kt.iam.get_role_policy(RoleName=ROLE_NAME, PolicyName=SESSIONS_POLICY_NAME)["PolicyDocument"]
-    except kt.iam.exceptions.NoSuchEntityException:
-        return []
-    return [s for s in doc["Statement"] if str(s.get("Sid", "")).startswith(REVOKE_SID_PREFIX)]
+    """Keyturn's session cuts on the role, on every page (its inline policy and the managed ones)."""
+    docs = []
+    for name in kt.iam.list_role_policies(RoleName=ROLE_NAME)["PolicyNames"]:
+        docs.append(kt.iam.get_role_policy(RoleName=ROLE_NAME, PolicyName=name)["PolicyDocument"])
+    for attached in kt.iam.list_attached_role_policies(RoleName=ROLE_NAME)["AttachedPolicies"]:
+        version = kt.iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]["DefaultVersionId"]
+        docs.append(kt.iam.get_policy_version(PolicyArn=attached["PolicyArn"],
+                                              VersionId=version)["PolicyVersion"]["Document"])
+    return [s for doc in docs for s in doc["Statement"] if str(s.get("Sid", "")).startswith(REVOKE_SID_PREFIX)]
 
 
 def alice_deny_sid() -> str:
-    # it depends on the person (their identity key) only
-    sid: str = session_deny_statement("X", "alice", datetime.now(UTC), "arn:aws:iam::123456789012:user/alice")["Sid"]
-    return sid
+    return armed_sid("arn:aws:iam::123456789012:user/alice")  # the person's (their identity key) only
+
+
+def armed_at(deny: dict[str, Any]) -> str:
+    return str(deny["Condition"]["DateGreaterThanEquals"]["aws:CurrentTime"])
 
 
 def trust_writes_holding_alice(kt: Keyturn) -> list[bool]:
@@ -71,14 +76,16 @@ def assert_overlap_then_end(kt: Keyturn, truth: IamTruth, first: int, last: int)
     assert kt.state(last) == "active"
     [statement] = kt.statements_for(ALICE)
     assert statement["Condition"]["DateLessThan"] == {"aws:CurrentTime": iso_z(later)}
-    assert session_denies(kt) == []  # nobody's sessions are cut while a lease is live
+    # One lease, one cut, armed at its expiry: the first lease's end moved nothing.
+    [deny] = session_denies(kt)
+    assert deny["Sid"] == alice_deny_sid() and armed_at(deny) == iso_z(later)
     truth.assert_matches_db()
 
     kt.wait_state(last, "expired", timeout=WAIT + (later - kt.ctx.now()).total_seconds())
     kt.wait_settled()
     assert kt.statements_for(ALICE) == []
-    [deny] = session_denies(kt)
-    assert deny["Sid"] == alice_deny_sid()
+    [deny] = session_denies(kt)  # the armed cut, as it was: it has denied her sessions since that second
+    assert deny["Sid"] == alice_deny_sid() and armed_at(deny) == iso_z(later)
     assert deny["Condition"]["DateLessThan"] == {"aws:TokenIssueTime": iso_z(later)}
     truth.assert_matches_db()
     truth.assert_chain()
@@ -86,13 +93,12 @@ def assert_overlap_then_end(kt: Keyturn, truth: IamTruth, first: int, last: int)
     # Never blinked: every trust policy written held alice, but the very last one (the last lease's end).
     holding = trust_writes_holding_alice(kt)
     assert holding[-1] is False and all(holding[:-1]) and len(holding) >= 2, holding
-    # The cut came only after the last lease ended: each session-policy write adding it is audited after
-    # the last grant's expiry was recorded.
-    [last_expiring] = kt.audits(grant_id=last, action="grant.expiring")
+    # The cut was armed before any access: the write adding it is audited before the first trust write.
     sessions_key = sessions_target(ACCOUNT, ROLE_NAME).key
-    cuts = [e for e in kt.audits(action="iam.write", target_key=sessions_key)
-            if alice_deny_sid() in (e.detail or {}).get("added", [])]
-    assert cuts and all(e.id > last_expiring.id for e in cuts), [(e.id, e.detail) for e in cuts]
+    armed = [e for e in kt.audits(action="iam.write", target_key=sessions_key)
+             if alice_deny_sid() in (e.detail or {}).get("added", [])]
+    trust_writes = kt.audits(action="iam.write", target_key=kt.target_key())
+    assert armed and trust_writes and armed[0].id < trust_writes[0].id, [(e.id, e.detail) for e in armed]
     for grant in (first, last):
         assert [e.action for e in kt.audits(grant_id=grant)] == [
             "grant.created", "grant.active", "grant.expiring", "grant.expired"]
@@ -143,11 +149,14 @@ def test_a_new_grant_lifts_the_previous_session_cut(keyturn_procs: Keyturn) -> N
     first = kt.grant(seconds=SHORT)
     kt.wait_state(first, "expired")
     kt.wait_settled()
-    assert [d["Sid"] for d in session_denies(kt)] == [alice_deny_sid()]
+    [cut] = session_denies(kt)
+    assert cut["Sid"] == alice_deny_sid() and armed_at(cut) == iso_z(kt.row(first).expires_at)
     again = kt.grant(seconds=1800)
     kt.wait_state(again, "active")
-    kt.wait_settled()  # the activation marked the role's session policy for a sync in the same commit
-    assert session_denies(kt) == []
+    kt.wait_settled()
+    # Re-armed at the new lease's expiry before her access was written: her new sessions are not cut now.
+    [cut] = session_denies(kt)
+    assert cut["Sid"] == alice_deny_sid() and armed_at(cut) == iso_z(kt.row(again).expires_at)
     assert len(kt.statements_for(ALICE)) == 1
     truth.assert_matches_db()
     truth.assert_chain()

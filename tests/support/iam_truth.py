@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 
 from service.aws.errors import TargetGone
+from service.core.cuts import place
 from service.core.policy import canonical, document_hash, split
 from service.core.targets import TargetError, TargetKind, TargetRef, sessions_target
 from service.operations.granting import target_of
@@ -22,7 +23,7 @@ from service.store import repo
 from service.store.models import AuditEvent, OwnedMembership, Target
 from service.sync.document import owned_statements
 from service.sync.members import _hash as members_hash
-from service.sync.sessions import session_deny_statements
+from service.sync.sessions import page_hash, wanted_cuts
 from service.sync.state import _snap, current_identity
 
 CHAIN_ACTIONS = ("iam.write", "iam.changed")
@@ -67,6 +68,14 @@ class IamTruth:
                 ours = set(session.execute(select(OwnedMembership.member)
                                            .where(OwnedMembership.target_key == key)).scalars())
             return Seen(sorted(members - ours), sorted(members & ours), members_hash(members))
+        if ref.kind is TargetKind.ROLE_SESSIONS:
+            try:
+                pages = aws.session_pages(ref).read_all()
+            except TargetGone:
+                pages = {}
+            foreign = [split(d)[0] for _, d in sorted(pages.items())]
+            owned = [s for _, d in sorted(pages.items()) for s in split(d)[1]]
+            return Seen(foreign, sorted(canonical(s) for s in owned), page_hash(pages))
         try:
             doc = aws.document(ref).read()
         except TargetGone:
@@ -78,8 +87,11 @@ class IamTruth:
     def desired(self, key: str, now: datetime) -> list[str]:
         ref = TargetRef.parse(key)
         if ref.kind is TargetKind.ROLE_SESSIONS:
-            role = self.kt.runtime.aws.role_info(ref)
-            return sorted(canonical(s) for s in session_deny_statements(self.kt.ctx, ref, role, now))
+            aws = self.kt.runtime.aws
+            role, pages = aws.role_info(ref), aws.session_pages(ref)
+            current = {p: split(d)[1] for p, d in pages.read_all().items()}
+            placed = place(wanted_cuts(self.kt.ctx, ref, role, now), current, pages.capacity())
+            return sorted(canonical(s) for statements in placed.pages.values() for s in statements)
         with self.kt.ctx.store() as session:
             snaps = [_snap(g, current_identity(self.kt.ctx, g)) for g in repo.grants_for_target(session, key)]
         leases, owned = owned_statements(ref.kind, snaps, now)
