@@ -269,6 +269,50 @@ def doctor(fmt: str, no_write_probe: bool) -> None:
     sys.exit(exit_code(results))
 
 
+@main.command()
+def socket() -> None:
+    """Serve Slack over Socket Mode (KEYTURN_SLACK_MODE=socket, SLACK_APP_TOKEN): no public endpoint needed."""
+    from service.slack.socket_mode import main as socket_main
+
+    try:
+        socket_main()
+    except (CatalogError, SettingsError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+
+@main.group("aws")
+def aws_group() -> None:
+    """AWS set-up tools."""
+
+
+@aws_group.command("template")
+@click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False), default=None,
+              help="catalogue file (default: $KEYTURN_CATALOG)")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="keyturn-aws", show_default=True)
+@click.option("--keyturn-account", default=None, help="Keyturn's own account (default: the one without manager role)")
+@click.option("--keyturn-role-name", default="keyturn-service", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True)
+def aws_template(catalog_path: str | None, out_dir: str, keyturn_account: str | None, keyturn_role_name: str,
+                 fmt: str) -> None:
+    """Write CloudFormation for what the catalogue needs, and DEPLOY.md (the order to deploy it in)."""
+    from pathlib import Path
+
+    from service.aws_template.build import build_templates
+    from service.aws_template.policies import TemplateError
+    from service.aws_template.render import write_templates
+
+    path = catalog_path or os.environ.get("KEYTURN_CATALOG")
+    if not path:
+        raise click.UsageError("give --catalog FILE (or set KEYTURN_CATALOG)")
+    try:
+        ts = build_templates(load_catalog(path), keyturn_account=keyturn_account, keyturn_role=keyturn_role_name)
+    except CatalogError as exc:
+        raise click.ClickException(f"{path}: " + "; ".join(exc.errors)) from exc
+    except TemplateError as exc:
+        raise click.ClickException("cannot build the templates:\n  " + "\n  ".join(exc.problems)) from exc
+    for written in write_templates(ts, Path(out_dir), fmt):
+        click.echo(f"wrote {written}")
 
 
 if __name__ == "__main__":
