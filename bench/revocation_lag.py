@@ -158,7 +158,7 @@ def _count(values: Any) -> dict[str, int]:
 
 
 def run(stack: Stack, *, grants: int = 60, outage_grants: int = 30, outage_after: float = 5.0) -> dict[str, Any]:
-    sweep = float(stack.config.sweep_interval.rstrip("s"))
+    sweep = stack.config.sweep_interval_s
     return {"normal": run_normal(stack, grants), "outage": run_outage(stack, outage_grants, outage_after),
             "sweep_interval_s": sweep}
 
