@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -64,6 +65,8 @@ WORKER_NICE = 10
 DRAIN_WATCH_S = 15  # how long the backlog's drain is watched after the load (its rate, not its end)
 WRK_THREADS = 2
 TARGET_P99_MS = 100.0
+OPEN_LOOP_RATE = 200.0  # requests/s: ten times a large organisation's incident peak
+OPEN_LOOP_KINDS = ("file", "approve")
 
 
 def _bodies(stack: Stack, kind: str, count: int, first_request: int = 1) -> list[str]:
@@ -113,10 +116,23 @@ def run_wrk(stack: Stack, requests_file: Path, connections: int, duration: int, 
     argv = ["wrk", "-t", str(WRK_THREADS), "-c", str(connections), "-d", f"{duration}s", "--timeout", "30s",
             "-s", str(LUA), stack.web_url, "--", str(requests_file), str(WRK_THREADS), expect]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 120, check=False)
-    line = next((x for x in out.stdout.splitlines() if x.startswith("WRKJSON ")), None)
+    return _result(out, "WRKJSON ", "wrk")
+
+
+def run_open(stack: Stack, requests_file: Path, rate: float, duration: int, expect: str) -> dict[str, Any]:
+    """bench/open_loop.py in its own process: `rate` requests/s, latency from each one's scheduled time."""
+    argv = [sys.executable, "-m", "bench.open_loop", "--url", stack.events_url, "--requests", str(requests_file),
+            "--rate", str(rate), "--duration", str(duration), "--expect", expect]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 120, check=False)
+    return _result(out, "OPENJSON ", "open-loop client")
+
+
+def _result(out: subprocess.CompletedProcess[str], prefix: str, tool: str) -> dict[str, Any]:
+    """The load generator's one JSON line, with its error total and achieved rate."""
+    line = next((x for x in out.stdout.splitlines() if x.startswith(prefix)), None)
     if line is None:
-        raise RuntimeError(f"wrk printed no result (exit {out.returncode}):\n{out.stdout}\n{out.stderr}")
-    result: dict[str, Any] = json.loads(line.removeprefix("WRKJSON "))
+        raise RuntimeError(f"{tool} printed no result (exit {out.returncode}):\n{out.stdout}\n{out.stderr}")
+    result: dict[str, Any] = json.loads(line.removeprefix(prefix))
     result["errors"] = sum(result[k] for k in ("connect", "read", "write", "timeout")) + result["bad"]
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
     return result
@@ -133,12 +149,15 @@ def _count(stack: Stack, table: str) -> int:
 
 
 def run_one(stack: Stack, kind: str, connections: int, duration: int,
-            on_load: Callable[[Stack], Any] | None = None) -> dict[str, Any]:
+            on_load: Callable[[Stack], Any] | None = None, rate: float | None = None) -> dict[str, Any]:
     """One kind at one level on a clean stack; `on_load(stack)` is called just before the load starts
-    (bench/run.py attaches the profiler there)."""
+    (bench/run.py attaches the profiler there). With `rate`, open loop at that many requests/s instead of
+    `connections` closed-loop clients."""
     stack.reset()
     # Distinct bodies for every request wrk can send (a repeated trigger id is a Slack retry: filed once).
     count = 2000 if kind == "list" else max(2000, int(duration * 2500))
+    if rate is not None:
+        count = max(count if kind == "list" else 0, int(rate * duration) + 100)
     first = precreate_pending(stack, count) if kind == "approve" else 1
     path = stack.workdir / f"requests-{kind}-{connections}.txt"
     write_signed(stack, _bodies(stack, kind, count, first), path)
@@ -148,8 +167,11 @@ def run_one(stack: Stack, kind: str, connections: int, duration: int,
     if on_load is not None:
         on_load(stack)
     with cpu_usage(stack) as cpu:
-        result = run_wrk(stack, path, connections, duration, EXPECT[kind])
-    result.update(kind=kind, connections=connections, duration=duration, cpu=cpu, distinct_requests=count)
+        if rate is not None:
+            result = run_open(stack, path, rate, duration, EXPECT[kind])
+        else:
+            result = run_wrk(stack, path, connections, duration, EXPECT[kind])
+    result.update(kind=kind, connections=connections, rate=rate, duration=duration, cpu=cpu, distinct_requests=count)
     # The work behind the acknowledgements: done during the load, still queued, and the drain rate after.
     done_at_end = (_count(stack, table) - done_before) if table else _answers(stack) - answers_before
     queued_at_end = stack.queue_depth()
@@ -166,18 +188,22 @@ def _answers(stack: Stack) -> int:
 
 
 def run(stack: Stack, *, duration: int = 60, levels: tuple[int, ...] = LEVELS,
-        kinds: tuple[str, ...] = KINDS, worker_nice: int = WORKER_NICE, compare_equal: bool = True) -> dict[str, Any]:
+        kinds: tuple[str, ...] = KINDS, worker_nice: int = WORKER_NICE, compare_equal: bool = True,
+        open_rate: float | None = OPEN_LOOP_RATE, open_kinds: tuple[str, ...] = OPEN_LOOP_KINDS) -> dict[str, Any]:
     """Every kind at every level with the worker at `worker_nice`; with `compare_equal`, `approve` at 50
     again with the worker at the web's priority (the figure a deployment without CPU shares would see)."""
     base = stack.config
     stack.reset(config=replace(base, worker_nice=worker_nice))
     runs = [{**run_one(stack, kind, level, duration), "worker_nice": worker_nice}
             for level in levels for kind in kinds]
+    open_loop = [{**run_one(stack, kind, 0, duration, rate=open_rate), "worker_nice": worker_nice}
+                 for kind in open_kinds] if open_rate else []
     if compare_equal and worker_nice:
         stack.reset(config=replace(base, worker_nice=0))
         runs.append({**run_one(stack, "approve", levels[0], duration), "worker_nice": 0})
     stack.reset(config=base)
-    return {"runs": runs, "duration": duration, "target_p99_ms": TARGET_P99_MS, "worker_nice": worker_nice}
+    return {"runs": runs, "open_loop": open_loop, "duration": duration, "target_p99_ms": TARGET_P99_MS,
+            "worker_nice": worker_nice, "web": base.describe()}
 
 
 def render(result: dict[str, Any]) -> str:
@@ -205,6 +231,8 @@ def render(result: dict[str, Any]) -> str:
                          f"{r['drain_per_s']:.0f}/s ({r['queued_after_watch']} still queued {DRAIN_WATCH_S} s later, "
                          f"discarded by the next reset)")
     out = "\n".join(lines)
+    if result.get("open_loop"):
+        out += "\n\n" + render_open(result["open_loop"])
     if notes:
         out += "\n\n" + "\n".join(notes)
     cpu_runs = [r for r in result["runs"] if r["connections"] == 50]
@@ -213,6 +241,21 @@ def render(result: dict[str, Any]) -> str:
                 f"({r['cpu']['_wall']:.0f} s)")
         out += f"\n\n{head}:\n\n" + cpu_table(r["cpu"])
     return out
+
+
+def render_open(rows: list[dict[str, Any]]) -> str:
+    """The open-loop rows: the latency target is judged here; the closed-loop rows above are capacity."""
+    lines = ["Open loop (bench/open_loop.py, wrk2-like: each request sent at its fixed time, latency measured from "
+             "that time, so a stall is charged to every request due during it):", "",
+             "| requests | rate /s | worker nice | sent | p50 ms | p90 ms | p99 ms | max ms | errors | "
+             "client send lag p99 ms | connections | target p99 ≤ 100 ms |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in rows:
+        met = "met" if r["p99"] / 1000 <= TARGET_P99_MS and not r["errors"] else "**missed**"
+        lines.append(f"| {r['kind']} | {r['rate']:.0f} | {r.get('worker_nice', 0)} | {r['scheduled']} | "
+                     f"{r['p50'] / 1000:.1f} | {r['p90'] / 1000:.1f} | {r['p99'] / 1000:.1f} | {r['max'] / 1000:.1f} | "
+                     f"{r['errors']} | {r['send_lag_p99_us'] / 1000:.1f} | {r['connections_opened']} | {met} |")
+    return "\n".join(lines)
 
 
 def main() -> None:

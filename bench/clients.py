@@ -16,8 +16,13 @@ from tests.support.slack_signing import sign
 class StackClients:
     """Needs `events_url`, `response_url()` and `iam` from the class it is mixed into."""
 
-    events_url: str
-    iam: Any
+    @property
+    def events_url(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def iam(self) -> Any:
+        raise NotImplementedError
 
     def response_url(self, key: str = "bench") -> str:
         raise NotImplementedError

@@ -111,7 +111,7 @@ def run_case(stack: Stack, label: str, role: str, users: list[int]) -> dict[str,
     else:
         in_iam = stack.owned_principals(role_name(int(role.rsplit("-", 1)[1])))
     failures = sorted({str(r)[:90] for _, state, _, r in facts["grants"] if state == "failed"})
-    per_request = {}
+    per_request: dict[Any, int] = {}
     for rid, *_ in facts["grants"]:
         per_request[rid] = per_request.get(rid, 0) + 1
     return {

@@ -15,6 +15,8 @@ import argparse
 import json
 import os
 import platform
+import re
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -27,7 +29,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ack_latency, approval_to_access, contention, profile, revocation_lag, scale, speed
+from bench import (
+    ack_latency,
+    approval_to_access,
+    contention,
+    exact_second,
+    floor,
+    profile,
+    revocation_lag,
+    scale,
+    speed,
+)
 from bench.env import Stack, StackConfig
 from bench.measure import BusySampler
 
@@ -43,6 +55,8 @@ class Bench:
     run: Callable[[Stack, bool], dict[str, Any]]
     render: Callable[[dict[str, Any]], str]
     verdict: Callable[[dict[str, Any]], tuple[bool, str]]
+    # The latency (seconds) shown beside the IAM floor measured right after the benchmark, as a ratio.
+    headline: Callable[[dict[str, Any]], float] | None = None
 
 
 # ---- verdicts: (met?, one line) ------------------------------------------------------------------------
@@ -51,8 +65,14 @@ def _ack_verdict(r: dict[str, Any]) -> tuple[bool, str]:
     worst = max(at50, key=lambda x: x["p99"])
     ok = all(x["p99"] / 1000 <= ack_latency.TARGET_P99_MS for x in at50)
     errors = sum(x["errors"] for x in r["runs"])
-    return ok, (f"worst p99 at 50 clients {worst['p99'] / 1000:.0f} ms (`{worst['kind']}`); "
-                f"{errors} errors over all runs")
+    line = f"closed loop (capacity): worst p99 at 50 clients {worst['p99'] / 1000:.0f} ms (`{worst['kind']}`)"
+    if r.get("open_loop"):
+        open_worst = max(r["open_loop"], key=lambda x: x["p99"])
+        ok = ok and all(x["p99"] / 1000 <= ack_latency.TARGET_P99_MS and not x["errors"] for x in r["open_loop"])
+        errors += sum(x["errors"] for x in r["open_loop"])
+        line = (f"open loop at {open_worst['rate']:.0f}/s: worst p99 {open_worst['p99'] / 1000:.0f} ms "
+                f"(`{open_worst['kind']}`); " + line)
+    return ok, f"{line}; {errors} errors over all runs"
 
 
 def _approval_verdict(r: dict[str, Any]) -> tuple[bool, str]:
@@ -110,22 +130,32 @@ def _scale(stack: Stack, quick: bool) -> dict[str, Any]:
     return scale.run(stack)
 
 
+def _exact(stack: Stack, quick: bool) -> dict[str, Any]:
+    return exact_second.run(stack, grants=10 if quick else 40, clicks=10 if quick else 50)
+
+
 def _contention(stack: Stack, quick: bool) -> dict[str, Any]:
     return contention.run(stack)
 
 
 BENCHES = [
     Bench("ack", "1. Slack acknowledgement latency", "p99 ≤ 100 ms at 50 concurrent on 2 cores",
-          _ack, ack_latency.render, _ack_verdict),
+          _ack, ack_latency.render, _ack_verdict,
+          lambda r: max([x["p99"] for x in r.get("open_loop") or r["runs"]]) / 1e6),
     Bench("approval", "2. Approval click → access in IAM", "p99 ≤ 1 s",
-          _approval, approval_to_access.render, _approval_verdict),
+          _approval, approval_to_access.render, _approval_verdict, lambda r: r["lag"]["p99"]),
     Bench("revocation", "3. Revocation lag", "p99 ≤ 2 s normally; ≤ one sweep interval + 2 s after a worker restart",
-          _revocation, revocation_lag.render, _revocation_verdict),
+          _revocation, revocation_lag.render, _revocation_verdict,
+          lambda r: r["normal"]["lag"]["p99"]),
     Bench("scale", "4. Scale: 1,000 grants over 20 roles expiring in one minute, IAM writes throttled to 5/s",
           "IAM writes per grant < 0.2 (and every grant revoked)", _scale, scale.render, _scale_verdict),
     Bench("contention", "5. Contention: 100 concurrent approvals on one role",
           "all land, no lost update (IAM = active grants); IAM writes per grant reported",
           _contention, contention.render, _contention_verdict),
+    Bench("exact", "6. Exact-second expiry: exposure, clean-up lag, \"I'm done\" → session cut",
+          "exposure after expiry 0 (workers running and stopped); clean-up lag p99 ≤ 300 ms; "
+          "\"I'm done\" → sessions denied in IAM p99 ≤ 1 s", _exact, exact_second.render, exact_second.verdict,
+          lambda r: r["done"]["denied"]["p99"]),
 ]
 
 
@@ -162,6 +192,30 @@ def run_profiles(stack: Stack, quick: bool, out_dir: Path) -> list[dict[str, Any
         if d["error"] is None:
             d["summary"] = profile.summarise(d["file"])
     return done
+
+
+# ---- which run the hand-written notes describe ---------------------------------------------------------
+NOTES_TAG = re.compile(r"<!--\s*notes for run:\s*(\S+)\s*-->")
+
+
+def run_id(meta: dict[str, Any]) -> str:
+    """The run a report comes from: its own id, or (reports from before ids) its commit and date."""
+    stamp = str(meta["date"]).removesuffix(" UTC").replace(" ", "T")
+    return str(meta.get("run_id") or f"{str(meta['commit'])[:12]}@{stamp}")
+
+
+def notes_for(text: str, meta: dict[str, Any]) -> tuple[str, str]:
+    """(notes to print, a line saying why they are left out). Notes are printed only under the run they name
+    in their `<!-- notes for run: ID -->` line; a fresh run has a fresh id, so it never shows old notes as its
+    own (write the notes after the run, then `--rerender`, which keeps the run's id)."""
+    if not text.strip():
+        return "", ""
+    tag = NOTES_TAG.search(text)
+    if tag and tag.group(1) == run_id(meta):
+        return NOTES_TAG.sub("", text, count=1).strip(), ""
+    named = f"run `{tag.group(1)}`" if tag else "no run (they carry no `<!-- notes for run: … -->` line)"
+    return "", (f"The hand-written notes in bench/NOTES.md describe {named}, not this run (`{run_id(meta)}`): "
+                "they are left out of this report.")
 
 
 # ---- the report ----------------------------------------------------------------------------------------
@@ -232,13 +286,17 @@ def report(results: list[dict[str, Any]], profiles: list[dict[str, Any]], meta: 
         f"* **load generator:** {meta['loadgen']}",
         f"* **profiler:** {meta['tools'].get('py-spy', 'py-spy not installed')}",
         f"* **total time:** {meta['elapsed_s'] / 60:.1f} min",
+        f"* **run id:** `{run_id(meta)}`",
+        f"* **load average** (1/5/15 min, /proc/loadavg) at the start: {meta.get('loadavg_start', '?')}; "
+        f"at the end: {meta.get('loadavg_end', '?')}",
         "",
         "**The machine is shared.** Other engineers were running test suites on the same 2 cores while this ran, "
         "which disturbs the figures (mostly the latency tails). Each benchmark below records how busy the "
         "machine was while it ran and how much of that was not the bench (from /proc/stat and /proc/*/stat, "
         "sampled every second).", "",
         "## Summary", "",
-        "| benchmark | target | result | verdict | machine busy (others) |", "| --- | --- | --- | --- | --- |",
+        "| benchmark | target | result | verdict | p99 ÷ IAM floor p50 (floor) | machine busy (others) |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         if r.get("error"):
@@ -246,19 +304,35 @@ def report(results: list[dict[str, Any]], profiles: list[dict[str, Any]], meta: 
                          f"| **not measured** | |")
             continue
         b = r["busy"]
-        lines.append(f"| {r['title']} | {r['target']} | {r['line']} | {'met' if r['met'] else '**missed**'} | "
-                     f"{100 * b['machine_busy']:.0f}% ({100 * b['other_busy']:.0f}%) |")
-    if meta.get("notes"):
-        lines += ["", "## Notes on the misses and on the figures", "", meta["notes"].strip()]
+        old = f" (not re-run this time, from `{r['not_rerun']['commit'][:12]}`)" if r.get("not_rerun") else ""
+        fl = r.get("floor")
+        vs_floor = (f"{floor.ratio(r['headline_s'], fl)} ({1000 * fl['p50']:.1f} ms)"
+                    if fl and r.get("headline_s") is not None else "—")
+        lines.append(f"| {r['title']}{old} | {r['target']} | {r['line']} | {'met' if r['met'] else '**missed**'} | "
+                     f"{vs_floor} | {100 * b['machine_busy']:.0f}% ({100 * b['other_busy']:.0f}%) |")
+    notes, left_out = notes_for(meta.get("notes") or "", meta)
+    if notes:
+        lines += ["", "## Notes on the misses and on the figures", "",
+                  f"*Hand-written for run `{run_id(meta)}` (commit `{str(meta['commit'])[:12]}`), this report's run.*",
+                  "", notes]
+    elif left_out:
+        lines += ["", f"*{left_out}*"]
     for r in results:
         lines += ["", f"## {r['title']}", "", f"Target: {r['target']}.", ""]
         if r.get("error"):
             lines += ["It failed to run:", "", "```", r["error"][-2000:], "```"]
             continue
+        if r.get("not_rerun"):
+            nr = r["not_rerun"]
+            lines += [f"*Not re-run this time: from run `{nr['run_id']}` on {nr['date']} at commit "
+                      f"`{nr['commit'][:12]}` ({command_md(nr['command'])}), kept from the previous report. Its "
+                      f"notes, if any, are not in this report.*", ""]
         if r.get("rerun"):
             lines += [f"*Measured in a separate run on {r['rerun']['date']} at commit `{r['rerun']['commit'][:12]}` "
                       f"({command_md(r['rerun']['command'])}), merged into this report; see the notes.*", ""]
         lines += [f"Verdict: **{'met' if r['met'] else 'missed'}** ({r['line']}).", "", busy_line(r["busy"]), "",
+                  f"IAM {floor.line(r.get('floor'))}, measured right after this benchmark; the summary's ratio "
+                  "is this benchmark's headline p99 over that p50.", "",
                   r["rendered"]]
     lines += ["", "## Profile: where the time goes", "",
               "py-spy on the live processes in separate runs after the measured ones (same stack, same load); "
@@ -275,6 +349,22 @@ def report(results: list[dict[str, Any]], profiles: list[dict[str, Any]], meta: 
     return "\n".join(lines).rstrip() + "\n"
 
 
+def merged(results: list[dict[str, Any]], saved: dict[str, Any]) -> list[dict[str, Any]]:
+    """This run's results, and the saved report's for the benchmarks this run did not choose (marked)."""
+    fresh = {r["key"] for r in results}
+    old_meta = saved["meta"]
+    kept = []
+    for r in saved["results"]:
+        if r["key"] in fresh:
+            continue
+        r = dict(r)
+        r["not_rerun"] = r.get("not_rerun") or {"run_id": run_id(old_meta), "commit": old_meta["commit"],
+                                                "date": old_meta["date"], "command": old_meta["command"]}
+        kept.append(r)
+    order = {b.key: k for k, b in enumerate(BENCHES)}
+    return sorted([*results, *kept], key=lambda r: order.get(r["key"], len(order)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="run Keyturn's benchmarks and write bench/RESULTS.md")
     parser.add_argument("--quick", action="store_true", help="short durations (development); not for RESULTS.md")
@@ -283,6 +373,9 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--notes", type=Path, default=HERE / "NOTES.md",
                         help="hand-written notes on the misses, included in the report if the file exists")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the benchmarks not chosen with --only from the existing report's .json, each "
+                             "marked as not re-run, with the run and commit it is from")
     parser.add_argument("--rerender", action="store_true",
                         help="measure nothing: rewrite the report from its .json (e.g. after editing the notes)")
     args = parser.parse_args()
@@ -300,6 +393,7 @@ def main() -> None:
         sys.exit("bench: wrk is missing (the ack benchmark's load generator): `apt-get install -y wrk` "
                  "or run `make bench`, which installs it")
     started = time.monotonic()
+    loadavg_start = Path("/proc/loadavg").read_text().split()[:3]
     config = StackConfig()
     results: list[dict[str, Any]] = []
     profiles: list[dict[str, Any]] = []
@@ -313,6 +407,9 @@ def main() -> None:
                     raw = b.run(stack, args.quick)
                 entry.update(raw=raw, busy=sampler.result(), rendered=b.render(raw))
                 entry["met"], entry["line"] = b.verdict(raw)
+                entry["floor"] = floor.measure(stack.proxy_url)
+                if b.headline is not None:
+                    entry["headline_s"] = b.headline(raw)
                 print(f"bench:   {'met' if entry['met'] else 'MISSED'}: {entry['line']} "
                       f"(machine busy {100 * entry['busy']['machine_busy']:.0f}%)", flush=True)
             except Exception:
@@ -341,7 +438,12 @@ def main() -> None:
                     "Python `requests` threads for the click benchmarks"),
         "elapsed_s": time.monotonic() - started,
         "notes": args.notes.read_text() if args.notes and args.notes.exists() and not args.quick else "",
+        "loadavg_start": " ".join(loadavg_start),
+        "loadavg_end": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
     }
+    meta["run_id"] = f"{str(meta['commit'])[:12]}-{datetime.now(UTC).strftime('%Y%m%dT%H%M')}-{secrets.token_hex(2)}"
+    if args.merge and output.with_suffix(".json").exists():
+        results = merged(results, json.loads(output.with_suffix(".json").read_text()))
     output.write_text(report(results, profiles, meta))
     raw = {"meta": meta, "results": results,
            "profiles": [{k: v for k, v in p.items() if k != "file"} for p in profiles]}
