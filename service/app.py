@@ -12,7 +12,7 @@ from slack_sdk import WebClient
 from service.api.health import create_sqlite_schema, register_health
 from service.logs import request_id_var, setup_logging
 from service.runtime import Runtime, build_runtime
-from service.settings import Settings, SettingsError, serves_slack, slack_problems
+from service.settings import Settings, SettingsError, console_problems, serves_slack, slack_problems
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     problems = slack_problems(settings) if slack else []
     if problems:  # before anything is built: a web with a guessable secret must not start at all
         raise SettingsError("Keyturn cannot serve Slack with these settings:\n  " + "\n  ".join(problems))
+    console = http and bool(settings.console_url)  # the web console (service/console), only when configured
+    if console and (bad := console_problems(settings)):
+        raise SettingsError("Keyturn cannot serve the console with these settings:\n  " + "\n  ".join(bad))
     app = Flask("keyturn")
     celery_app = celery_init_app(app, settings)
     rt = runtime or build_runtime(settings, celery_app=celery_app)
@@ -51,6 +54,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     register_api(app, settings, rt)  # /api/v1 (REST, bearer tokens) and /api/openapi.json
     register_health(app, lambda: rt.engine, rt.redis)  # /healthz, /readyz
+    if console:
+        from service.console import register_console
+
+        register_console(app, settings, rt)  # /console: Sign in with Slack, the pages
     return app
 
 

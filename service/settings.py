@@ -14,6 +14,7 @@ from service.core.durations import DurationError, parse_duration
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_RESPONSE_ORIGINS = ("https://hooks.slack.com",)  # where Slack's response_urls point
+DEFAULT_OIDC_ISSUER = "https://slack.com"  # Sign in with Slack: its discovery document is under this issuer
 MIN_SIGNING_SECRET = 32  # Slack's signing secrets are 32 hexadecimal characters
 MIN_TASK_KEY = 32
 MIN_API_TOKEN = 20
@@ -49,6 +50,13 @@ class Settings:
     # HMAC key of queued interactions (web signs, worker verifies); Redis never holds it.
     task_signing_key: str = field(default="", repr=False)
     task_max_age: timedelta = timedelta(minutes=30)
+    # The web console (service/console): served only when its address is set; Sign in with Slack (OpenID Connect).
+    console_url: str = ""
+    oidc_issuer: str = DEFAULT_OIDC_ISSUER
+    oidc_client_id: str = ""
+    oidc_client_secret: str = field(default="", repr=False)
+    console_session_secret: str = field(default="", repr=False)
+    console_session_lifetime: timedelta = timedelta(hours=8)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -101,6 +109,12 @@ class Settings:
                                          for o in ids("KEYTURN_SLACK_RESPONSE_HOSTS")) or DEFAULT_RESPONSE_ORIGINS,
             task_signing_key=env.get("KEYTURN_TASK_SIGNING_KEY", ""),
             task_max_age=dur("KEYTURN_TASK_MAX_AGE", base.task_max_age),
+            console_url=(env.get("KEYTURN_CONSOLE_URL") or "").strip().rstrip("/"),
+            oidc_issuer=(env.get("KEYTURN_OIDC_ISSUER") or base.oidc_issuer).strip().rstrip("/"),
+            oidc_client_id=(env.get("SLACK_CLIENT_ID") or "").strip(),
+            oidc_client_secret=env.get("SLACK_CLIENT_SECRET", ""),
+            console_session_secret=env.get("KEYTURN_CONSOLE_SESSION_SECRET", ""),
+            console_session_lifetime=dur("KEYTURN_CONSOLE_SESSION_LIFETIME", base.console_session_lifetime),
         )
         if not timedelta(seconds=10) <= settings.task_max_age <= timedelta(hours=12):
             # Above half a day a sealed task could outlive the record of its nonce (processed_events keeps
@@ -164,6 +178,33 @@ def slack_problems(settings: Settings) -> list[str]:
         problems.append(f"KEYTURN_TASK_SIGNING_KEY {key}: set the same random key on web and workers "
                         "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`); "
                         "queued Slack interactions are signed with it")
+    return problems
+
+
+def console_problems(settings: Settings) -> list[str]:
+    """What stops the web from serving the console (KEYTURN_CONSOLE_URL set), one line each naming the variable."""
+    problems = []
+    for name, url in (("KEYTURN_CONSOLE_URL", settings.console_url), ("KEYTURN_OIDC_ISSUER", settings.oidc_issuer)):
+        parts = urlsplit(url)
+        loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+        if (parts.scheme != "https" and not (parts.scheme == "http" and loopback)) or parts.query or parts.username:
+            problems.append(f"{name} must be an https:// address (http only on loopback), not {url!r}")
+    if not settings.oidc_client_id or any(m in settings.oidc_client_id.lower() for m in PLACEHOLDERS):
+        problems.append("SLACK_CLIENT_ID is not set: set it to the Slack app's Client ID (Basic Information > "
+                        "App Credentials); the console signs people in with Slack")
+    secret = secret_problem(settings.oidc_client_secret, MIN_SIGNING_SECRET)
+    if secret:
+        problems.append(f"SLACK_CLIENT_SECRET {secret}: set it to the Slack app's Client Secret")
+    session = secret_problem(settings.console_session_secret, MIN_TASK_KEY)
+    if session:
+        problems.append(f"KEYTURN_CONSOLE_SESSION_SECRET {session}: set a random key (e.g. `python -c 'import "
+                        "secrets; print(secrets.token_urlsafe(32))'`); the console's session cookies are signed "
+                        "with it")
+    if not (settings.slack_team_ids or settings.slack_enterprise_id or settings.slack_bot_token):
+        problems.append("KEYTURN_SLACK_TEAM_ID (or KEYTURN_SLACK_ENTERPRISE_ID, or SLACK_BOT_TOKEN for auth.test) "
+                        "is not set: the console must know which workspace may sign in")
+    if not timedelta(minutes=5) <= settings.console_session_lifetime <= timedelta(hours=12):
+        problems.append("KEYTURN_CONSOLE_SESSION_LIFETIME must be between 5m and 12h")
     return problems
 
 
