@@ -9,6 +9,9 @@
   IAM users live in (`PeopleAccounts`): Keyturn writes no trust for those strategies.
 * A group (group_membership, inline_policy with `group:`) is created under /keyturn/ in every managed account
   where a catalogue IAM user lives; for group_membership it carries the allow of sts:AssumeRole on the role.
+* `keyturn-people` is created in a people's account when trust_policy roles live in other accounts: across
+  accounts IAM also asks the caller's own policies, so its members may call sts:AssumeRole on exactly those
+  roles (who gets in is still only what Keyturn writes in the trust policy). Add the people's users to it.
 * identity_center roles need nothing here: Identity Center makes the permission set's role itself.
 """
 
@@ -23,6 +26,7 @@ from service.catalog.model import Catalog, Role, Strategy
 
 IAM_MIN_SESSION, IAM_MAX_SESSION = 3600, 43200
 ASSUME = "sts:AssumeRole"
+PEOPLE_GROUP = "keyturn-people"  # cross-account trust_policy roles: lets its members call sts:AssumeRole on them
 GROUP_POLICY = "keyturn-assume-roles"  # not Keyturn's own inline policy name (keyturn-access)
 VERSION = "2012-10-17"
 
@@ -61,6 +65,8 @@ def check_roles(catalog: Catalog, keyturn_role: str) -> list[str]:
         if role.role_name.startswith((keyturn_role, "keyturn-manager")):
             problems.append(f"role {role.id}: role_name {role.role_name} is one Keyturn's policy forbids it to "
                             "change (names starting with Keyturn's own roles)")
+        if role.group == PEOPLE_GROUP:
+            problems.append(f"role {role.id}: group {PEOPLE_GROUP} is the template's own group; use another name")
     return problems
 
 
@@ -79,6 +85,8 @@ def groups_in(catalog: Catalog, account: str) -> list[GroupSpec]:
             spec = out.setdefault(role.group, GroupSpec(role.group))
             if role.strategy is Strategy.GROUP_MEMBERSHIP:
                 spec.assumes.append(role.arn)
+        elif role.strategy is Strategy.TRUST_POLICY and role.account != account:
+            out.setdefault(PEOPLE_GROUP, GroupSpec(PEOPLE_GROUP)).assumes.append(role.arn)
     return [out[name] for name in sorted(out)]
 
 

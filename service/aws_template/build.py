@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.aws_template.accounts import account_template, check_roles, people_accounts
+from service.aws_template.accounts import PEOPLE_GROUP, account_template, check_roles, groups_in, people_accounts
 from service.aws_template.policies import (
     DEFAULT_KEYTURN_ROLE,
     IDENTITY_CENTER_POLICY,
@@ -189,6 +189,10 @@ def build_templates(catalog: Catalog, *, keyturn_account: str | None = None,
     if _inline_on_users(catalog):
         notes.append("tag every IAM user who may get an inline_policy grant: aws iam tag-user --user-name <name> "
                      "--tags Key=keyturn-inline-policy,Value=allowed")
+    with_people = [a for a in people_accounts(catalog) if any(g.name == PEOPLE_GROUP for g in groups_in(catalog, a))]
+    if with_people:
+        notes.append(f"add every person's IAM user to the group {PEOPLE_GROUP} in {', '.join(with_people)}: across "
+                     "accounts IAM also asks their own policies for sts:AssumeRole on the trust_policy roles")
     unmanaged = [a for a in people_accounts(catalog) if a not in catalog.accounts]
     if unmanaged:
         notes.append(f"IAM users live in accounts the catalogue does not manage ({', '.join(unmanaged)}): no groups "
