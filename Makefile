@@ -24,6 +24,10 @@ services:
 		{ command -v pg_ctlcluster >/dev/null 2>&1 && \
 		  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -1) main start 2>/dev/null; } || \
 		echo "WARNING: PostgreSQL is not answering on 127.0.0.1:5432: set KEYTURN_TEST_PG_URL or KEYTURN_SKIP_POSTGRES=1"
+	@command -v chromium >/dev/null 2>&1 || \
+		{ echo "installing chromium (the console's browser tests drive it)"; \
+		  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null || \
+		  echo "WARNING: no chromium: tests/console/test_browser.py is skipped"; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
