@@ -6,7 +6,9 @@
   each expiry the role's documents are read from moto over and over; each read is judged at its own
   wall-clock moment. Exposure = the first read at which both a new `AssumeRole` and the open session are
   refused, minus the grant's `expires_at` (an upper bound: the true moment lies between that read and the
-  one before; 0 when IAM refused before it). IAM compares times to the second and Keyturn writes the
+  one before; 0 when IAM refused before it). When the last read before the expiry and the first read after
+  it both refuse when judged at the expiry instant itself, the exposure is exactly 0 (no read spacing).
+  IAM compares times to the second and Keyturn writes the
   expiry second, so access may end up to 1 s *before* `expires_at` (fail closed): reported as "early".
   Each grant must also be seen allowed before its expiry, or it counts as not measured.
 * **Clean-up lag** (workers running, the same grants): `ended_at - expires_at` (Keyturn records `ended_at`
@@ -64,7 +66,8 @@ def watch_expiries(stack: Stack, made: list[dict[str, Any]], issued_at: float, *
                    cleanup: bool) -> dict[int, dict[str, float | None]]:
     """grant id -> {allowed_before, denied, gone} wall-clock moments (see the module's doc)."""
     seen: dict[int, dict[str, float | None]] = {
-        g["grant"]: {"allowed_before": None, "denied": None, "gone": None} for g in made}
+        g["grant"]: {"allowed_before": None, "denied": None, "gone": None, "pre_denies": None, "post_denies": None}
+        for g in made}
     opened = _moment(issued_at)
     reads = 0
 
@@ -85,6 +88,11 @@ def watch_expiries(stack: Stack, made: list[dict[str, Any]], issued_at: float, *
                 if view.read_at < g["expires"] and s["denied"] is None and view.both_allowed(g["user"],
                                                                                             issued_at=opened):
                     s["allowed_before"] = view.read_at
+                at_expiry = view.both_denied(g["user"], issued_at=opened, at=_moment(g["expires"]))
+                if view.read_at < g["expires"]:  # the last read before the expiry, judged at the expiry instant
+                    s["pre_denies"] = float(at_expiry)
+                elif s["post_denies"] is None:  # the first read after it, judged at the same instant
+                    s["post_denies"] = float(at_expiry)
                 if s["denied"] is None and view.both_denied(g["user"], issued_at=opened):
                     s["denied"] = view.read_at
                 if s["gone"] is None and view.read_at >= g["expires"] and not view.has_statement(g["user"]):
@@ -115,7 +123,7 @@ def run_expiry(stack: Stack, grants: int, *, stop_workers: bool) -> dict[str, An
             pass  # reported: the states below
     rows = _grant_rows(stack, ids)
     exposure, early, cleanup, gone_lag = [], [], [], []
-    not_measured = never_denied = 0
+    not_measured = never_denied = unbracketed = 0
     for g in made:
         s = seen[g["grant"]]
         if s["allowed_before"] is None:
@@ -124,7 +132,11 @@ def run_expiry(stack: Stack, grants: int, *, stop_workers: bool) -> dict[str, An
         if s["denied"] is None:
             never_denied += 1
             continue
-        exposure.append(max(0.0, s["denied"] - g["expires"]))
+        # Exactly 0 when the reads on both sides of the expiry already refuse at the expiry instant; otherwise the
+        # first refusing read's moment minus the expiry (an upper bound, to the reads' spacing).
+        bracketed = bool(s["pre_denies"]) and bool(s["post_denies"])
+        exposure.append(0.0 if bracketed else max(0.0, s["denied"] - g["expires"]))
+        unbracketed += 0 if bracketed else 1
         early.append(max(0.0, g["expires"] - s["denied"]))
         if s["gone"] is not None:
             gone_lag.append(s["gone"] - g["expires"])
@@ -139,6 +151,7 @@ def run_expiry(stack: Stack, grants: int, *, stop_workers: bool) -> dict[str, An
     return {"grants": grants, "workers": "stopped" if stop_workers else "running",
             "exposure": summary(exposure), "early": summary(early), "cleanup": summary(cleanup),
             "gone_seen": summary(gone_lag), "not_measured": not_measured, "never_denied": never_denied,
+            "unbracketed": unbracketed,
             "states": states}
 
 
@@ -261,7 +274,9 @@ def render(r: dict[str, Any]) -> str:
             f"the stack line says otherwise).\n"
             f"Expiry runs: {run_['grants']} grants each over the 20 trust-policy roles; not measured (never seen "
             f"allowed before the expiry): {run_['not_measured']} running, {stop['not_measured']} stopped; never "
-            f"denied within {AFTER_S:.0f} s: {run_['never_denied']} running, {stop['never_denied']} stopped; end "
+            f"denied within {AFTER_S:.0f} s: {run_['never_denied']} running, {stop['never_denied']} stopped; "
+            f"exposure only bounded by the reads' spacing (not bracketed at the expiry instant): "
+            f"{run_.get('unbracketed', '?')} running, {stop.get('unbracketed', '?')} stopped; end "
             f"states {run_['states']} running, {stop['states']} stopped (stopped: nothing ran, so they stay "
             f"active in the database while IAM refuses them).\n"
             f"\"I'm done\": {done['clicks']} clicks one at a time; {done['errors']} errors. IAM compares times to "
