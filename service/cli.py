@@ -269,18 +269,6 @@ def doctor(fmt: str, no_write_probe: bool) -> None:
     sys.exit(exit_code(results))
 
 
-@main.command()
-def socket() -> None:
-    """Serve Slack over Socket Mode (KEYTURN_SLACK_MODE=socket, SLACK_APP_TOKEN): no public endpoint needed."""
-    from service.slack.socket_mode import main as socket_main
-
-    try:
-        socket_main()
-    except (CatalogError, SettingsError) as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-
 @main.group("aws")
 def aws_group() -> None:
     """AWS set-up tools."""
