@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# apt-get waits for a dpkg lock another install holds (a fresh machine may be installing something else).
+APT := apt-get -o DPkg::Lock::Timeout=300
 
 .PHONY: install test lint typecheck demo bench services clean
 
@@ -18,7 +20,7 @@ install: $(STAMP)
 services:
 	@command -v redis-server >/dev/null 2>&1 || redis-cli -p 6379 ping >/dev/null 2>&1 || \
 		{ echo "installing redis-server (tests need a real Redis)"; \
-		  (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null || \
+		  ($(APT) update -qq && $(APT) install -y -qq redis-server) >/dev/null || \
 		  echo "WARNING: no Redis: install redis-server or set KEYTURN_TEST_REDIS_URL"; }
 	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || \
 		{ command -v pg_ctlcluster >/dev/null 2>&1 && \
@@ -26,7 +28,7 @@ services:
 		echo "WARNING: PostgreSQL is not answering on 127.0.0.1:5432: set KEYTURN_TEST_PG_URL or KEYTURN_SKIP_POSTGRES=1"
 	@command -v chromium >/dev/null 2>&1 || \
 		{ echo "installing chromium (the console's browser tests drive it)"; \
-		  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null || \
+		  ($(APT) update -qq && $(APT) install -y -qq chromium) >/dev/null || \
 		  echo "WARNING: no chromium: tests/console/test_browser.py is skipped"; }
 
 lint: $(STAMP)
@@ -46,7 +48,7 @@ demo: $(STAMP)
 bench: $(STAMP) services
 	@command -v wrk >/dev/null 2>&1 || \
 		{ echo "installing wrk (the ack benchmark's load generator)"; \
-		  (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null || \
+		  ($(APT) update -qq && $(APT) install -y -qq wrk) >/dev/null || \
 		  echo "WARNING: no wrk: the ack benchmark cannot run (apt-get install wrk)"; }
 	@test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q py-spy || echo "WARNING: no py-spy: no profile"
 	$(PY) -m bench.run
