@@ -96,6 +96,8 @@ class RoleSchema(Schema):
     require_reason = fields.Boolean(load_default=True)
     require_mfa = fields.Boolean(load_default=False)
     allow_self_approval = fields.Boolean(load_default=False)
+    require_security_key = fields.Boolean(load_default=False)
+    break_glass_requires_security_key = fields.Boolean(load_default=False)
     color = fields.String(
         load_default=None, validate=validate.Regexp(r"^[0-9A-Fa-f]{6}\Z", error="must be 6 hex digits, e.g. F2B0A9")
     )
@@ -126,6 +128,9 @@ class RoleSchema(Schema):
             errors.setdefault("min_approvals", []).append(
                 f"needs {data.get('min_approvals')} distinct approvers but only {len(set(users))} are listed"
             )
+        if data.get("break_glass_requires_security_key") and not data.get("allow_self_approval"):
+            errors.setdefault("break_glass_requires_security_key", []).append(
+                "needs allow_self_approval: true (there is no break-glass self-approval to confirm)")
         if data.get("strategy") is Strategy.GROUP_MEMBERSHIP and not data.get("group"):
             errors.setdefault("group", []).append("is required for strategy group_membership")
         if data.get("strategy") is Strategy.IDENTITY_CENTER:
@@ -313,6 +318,8 @@ def _build(data: dict[str, Any]) -> Catalog:
             require_reason=r["require_reason"],
             require_mfa=r["require_mfa"],
             allow_self_approval=r["allow_self_approval"],
+            require_security_key=r["require_security_key"],
+            break_glass_requires_security_key=r["break_glass_requires_security_key"],
             color=r["color"].upper() if r["color"] else None,
         )
     s = data["settings"]

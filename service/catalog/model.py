@@ -49,6 +49,8 @@ class Role:
     require_reason: bool = True
     require_mfa: bool = False
     allow_self_approval: bool = False
+    require_security_key: bool = False  # every approval confirmed with a security key (service/console)
+    break_glass_requires_security_key: bool = False  # only the requester's own break-glass approval
     color: str | None = None
 
     @property
@@ -73,6 +75,8 @@ class Role:
             require_reason=self.require_reason,
             default_duration=self.default_duration,
             max_duration=self.max_duration,
+            require_security_key=self.require_security_key,
+            break_glass_requires_security_key=self.break_glass_requires_security_key,
         )
 
     def switch_role_url(self, account_label: str | None = None) -> str:

@@ -26,6 +26,7 @@ class Reason(StrEnum):
     BREAK_GLASS_NEEDS_REASON = "break_glass_needs_reason"
     ALREADY_VOTED = "already_voted"
     WRONG_TEAM = "wrong_team"
+    SECURITY_KEY_REQUIRED = "security_key_required"
     # cancelling / revoking
     NOT_REQUESTER = "not_requester"
     NOT_ALLOWED_TO_REVOKE = "not_allowed_to_revoke"
@@ -50,6 +51,8 @@ MESSAGES: dict[Reason, str] = {
     Reason.BREAK_GLASS_NEEDS_REASON: "Break-glass self-approval needs a reason.",
     Reason.ALREADY_VOTED: "You have already approved this request.",
     Reason.WRONG_TEAM: "This action came from a different Slack workspace.",
+    Reason.SECURITY_KEY_REQUIRED: "Approvals of this role must be confirmed with a security key in Keyturn's "
+                                  "console.",
     Reason.NOT_REQUESTER: "Only the requester can do that.",
     Reason.NOT_ALLOWED_TO_REVOKE: "Only the requester, the role's approvers or an admin can end this access.",
     Reason.NOT_REVOCABLE: "This access has already ended.",
@@ -85,6 +88,10 @@ class RoleRules:
     require_reason: bool = False
     default_duration: timedelta = timedelta(hours=1)
     max_duration: timedelta = timedelta(hours=4)
+    # Every approval of the role, or only the requester's own (break-glass), counts only when confirmed with a
+    # security key (a WebAuthn assertion with user verification, checked by the console).
+    require_security_key: bool = False
+    break_glass_requires_security_key: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,6 +151,14 @@ def is_approver(rules: RoleRules, actor: Actor) -> bool:
     return actor.user_id in rules.approvers or bool(actor.groups & rules.approver_groups)
 
 
+def security_key_needed(rules: RoleRules, requester: str, actor: Actor, vote: Vote) -> bool:
+    """Whether this vote counts only with a confirmed security key: an approval of a role that asks for one,
+    or a break-glass self-approval where break-glass asks for one. A deny never needs one (it grants nothing)."""
+    if vote is not Vote.APPROVE:
+        return False
+    return rules.require_security_key or (actor.user_id == requester and rules.break_glass_requires_security_key)
+
+
 MAX_PENDING_PER_PERSON = 5
 
 
@@ -167,9 +182,12 @@ def check_filing(
 
 
 def decide_vote(
-    rules: RoleRules, request: RequestView, actor: Actor, vote: Vote, *, reason: str | None = None
+    rules: RoleRules, request: RequestView, actor: Actor, vote: Vote, *, reason: str | None = None,
+    key_confirmed: bool = False,
 ) -> Decision:
-    """One approver's click on a request: refused, counted, or the request's decision."""
+    """One approver's click on a request: refused, counted, or the request's decision. `key_confirmed`: the
+    vote carries a verified security-key assertion of the actor's (security_key_needed)."""
+    key_missing = security_key_needed(rules, request.requester, actor, vote) and not key_confirmed
     if request.state is not RequestState.PENDING:
         return Decision(Outcome.REFUSED, Reason.NOT_PENDING, approvals=request.approvals)
     if request.past_deadline:
@@ -181,6 +199,8 @@ def decide_vote(
     if self_vote and vote is Vote.APPROVE:
         if not rules.allow_self_approval:
             return Decision(Outcome.REFUSED, Reason.SELF_APPROVAL, approvals=request.approvals)
+        if key_missing:  # before the reason: the confirm page asks for both
+            return Decision(Outcome.REFUSED, Reason.SECURITY_KEY_REQUIRED, approvals=request.approvals)
         if not (reason or "").strip():
             return Decision(Outcome.REFUSED, Reason.BREAK_GLASS_NEEDS_REASON, approvals=request.approvals)
         break_glass = True
@@ -190,6 +210,8 @@ def decide_vote(
         return Decision(Outcome.REFUSED, request.identity, approvals=request.approvals)
     if actor.user_id in request.approvals:
         return Decision(Outcome.REFUSED, Reason.ALREADY_VOTED, approvals=request.approvals)
+    if key_missing:
+        return Decision(Outcome.REFUSED, Reason.SECURITY_KEY_REQUIRED, approvals=request.approvals)
     approvals = request.approvals | {actor.user_id}
     # Break-glass is a deliberate override by the requester: it decides alone.
     if break_glass or len(approvals) >= max(1, rules.min_approvals):
