@@ -27,14 +27,16 @@ class Decided:
 
 def decide_request(
     ctx: Context, *, request_id: int, approver: str, vote: Vote, note: str | None = None,
-    team_id: str | None = None, client_token: str | None = None,
+    team_id: str | None = None, client_token: str | None = None, security_key: str | None = None,
 ) -> Decided:
-    """Record one vote; exactly one caller ever moves the request out of pending."""
+    """Record one vote; exactly one caller ever moves the request out of pending. `security_key`: the id of the
+    approver's credential whose assertion the console has just verified (service/console/security_keys.py);
+    a role that asks for one counts the vote only with it, and the audit records it."""
     now = ctx.now()
     actor = ctx.actor(approver)
     with ctx.store.begin() as session:
         outcome = _decide_locked(ctx, session, request_id, approver, actor, vote, note, team_id, now,
-                                 client_token)
+                                 client_token, security_key)
     # Committed: now the side effects.
     if isinstance(outcome, Refused):
         if client_token and outcome.reason is not Reason.WRONG_TEAM:
@@ -92,7 +94,7 @@ AUDITED_REFUSALS = frozenset({Reason.NOT_AN_APPROVER, Reason.SELF_APPROVAL, Reas
 
 def _decide_locked(
     ctx: Context, session: Session, request_id: int, approver: str, actor: Actor, vote: Vote,
-    note: str | None, team_id: str | None, now: datetime, client_token: str | None,
+    note: str | None, team_id: str | None, now: datetime, client_token: str | None, security_key: str | None,
 ) -> Refused | tuple[Decided, str | None]:
     """The decision under the request's row lock; a refusal is returned (not raised) so its audit commits."""
     request = repo.lock_request(session, request_id)
@@ -110,7 +112,7 @@ def _decide_locked(
                        identity=identity_check(request.identity_key or request.principal_arn,
                                                identity.key if identity else None),
                        past_deadline=request.created_at + ctx.catalog.request_timeout <= now)
-    decision = decide_vote(role.rules(), view, actor, vote, reason=note)
+    decision = decide_vote(role.rules(), view, actor, vote, reason=note, key_confirmed=security_key is not None)
     if decision.reason is Reason.REQUEST_EXPIRED and repo.move_request(
             session, request_id, RequestState.PENDING, RequestState.TIMED_OUT, decided_at=now, decided_by="keyturn"):
         # Time it out here, as the sweeper would have: the approvers' message and the requester are told.
@@ -124,7 +126,7 @@ def _decide_locked(
     session.add(Approval(request_id=request_id, approver=approver, vote=vote.value, note=note, created_at=now,
                          client_token=client_token))
     repo.audit(session, at=now, actor=approver, action=f"vote.{vote.value}", request_id=request_id,
-               note=note, break_glass=decision.break_glass or None)
+               note=note, break_glass=decision.break_glass or None, security_key=security_key)
     grant_id = target_key = None
     if decision.outcome in (Outcome.APPROVED, Outcome.DENIED):
         dst = RequestState.APPROVED if decision.outcome is Outcome.APPROVED else RequestState.DENIED
@@ -132,7 +134,7 @@ def _decide_locked(
                                  decided_by=approver, decision_note=note, break_glass=decision.break_glass):
             return Refused(Reason.NOT_PENDING)
         repo.audit(session, at=now, actor=approver, action=f"request.{dst.value}", request_id=request_id,
-                   break_glass=decision.break_glass or None)
+                   break_glass=decision.break_glass or None, security_key=security_key)
         if dst is RequestState.APPROVED:
             session.refresh(request)
             assert identity is not None  # identity_check passed

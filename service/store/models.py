@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -174,3 +175,33 @@ class SlackMessage(Base):
     channel: Mapped[str] = mapped_column(String(32))
     ts: Mapped[str] = mapped_column(String(32))
     kind: Mapped[str] = mapped_column(String(16), default="approvers")
+
+
+class SecurityKey(Base):
+    """A WebAuthn credential a person registered in the console, to confirm approvals (service/console)."""
+
+    __tablename__ = "security_keys"
+    __table_args__ = (Index("ix_security_keys_person", "user_id", "team_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(32))  # the Slack user id
+    team_id: Mapped[str] = mapped_column(String(32))  # the Slack workspace they signed in from
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)  # base64url, at most 1023 bytes raw
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE
+    sign_count: Mapped[int] = mapped_column(Integer, default=0)
+    transports: Mapped[str | None] = mapped_column(String(128))  # comma-separated, as the browser reported
+    label: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SecurityKeyChallenge(Base):
+    """A WebAuthn challenge handed to one person for one purpose (registering, or confirming one request);
+    deleted when used, so each is good once, and refused once older than its lifetime."""
+
+    __tablename__ = "security_key_challenges"
+
+    challenge: Mapped[str] = mapped_column(String(128), primary_key=True)  # base64url
+    user_id: Mapped[str] = mapped_column(String(32))
+    purpose: Mapped[str] = mapped_column(String(64))  # "register" or "confirm:<request id>"
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
