@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     settings = settings or Settings.from_env()
     setup_logging(settings.log_level, (settings.slack_bot_token, settings.slack_signing_secret,
-                                       settings.task_signing_key, *settings.api_tokens))
+                                       settings.slack_app_token, settings.task_signing_key, *settings.api_tokens))
     slack = http and serves_slack(settings)
     problems = slack_problems(settings) if slack else []
     if problems:  # before anything is built: a web with a guessable secret must not start at all
@@ -78,12 +78,17 @@ def _mount_notifier(app: Flask, settings: Settings, rt: Runtime) -> WebClient:
 
 
 def _mount_slack(app: Flask, settings: Settings, rt: Runtime, client: WebClient) -> None:
-    """POST /slack/events for commands, interactivity and events."""
+    """POST /slack/events for commands, interactivity and events; in Socket Mode the same Bolt app is left in
+    app.extensions["keyturn.bolt"] for `keyturn socket` (service/slack/socket_mode.py) and no route is mounted."""
     from slack_bolt.adapter.flask import SlackRequestHandler
 
     from service.slack.bolt_app import build_bolt_app
 
     bolt = build_bolt_app(settings, rt.ctx, client)
+    app.extensions["keyturn.bolt"] = bolt
+    if settings.slack_mode == "socket":
+        log.info("KEYTURN_SLACK_MODE=socket: Slack is served by `keyturn socket`; /slack/events is not mounted")
+        return
     handler = SlackRequestHandler(bolt)
 
     @app.post("/slack/events")

@@ -18,6 +18,7 @@ DEFAULT_OIDC_ISSUER = "https://slack.com"  # Sign in with Slack: its discovery d
 MIN_SIGNING_SECRET = 32  # Slack's signing secrets are 32 hexadecimal characters
 MIN_TASK_KEY = 32
 MIN_API_TOKEN = 20
+SLACK_MODES = ("http", "socket")
 # A value containing one of these was copied from an example, not generated (.env.example says "replace-me").
 PLACEHOLDERS = ("replace-me", "replace_me", "replaceme", "change-me", "changeme", "change_me", "placeholder",
                 "not-configured", "example", "<", ">")
@@ -57,6 +58,10 @@ class Settings:
     oidc_client_secret: str = field(default="", repr=False)
     console_session_secret: str = field(default="", repr=False)
     console_session_lifetime: timedelta = timedelta(hours=8)
+    # How Slack reaches Keyturn: "http" (POST /slack/events on the web) or "socket" (`keyturn socket` dials
+    # out to Slack with the app-level token; nothing of Keyturn is reachable from the internet).
+    slack_mode: str = "http"
+    slack_app_token: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -115,7 +120,11 @@ class Settings:
             oidc_client_secret=env.get("SLACK_CLIENT_SECRET", ""),
             console_session_secret=env.get("KEYTURN_CONSOLE_SESSION_SECRET", ""),
             console_session_lifetime=dur("KEYTURN_CONSOLE_SESSION_LIFETIME", base.console_session_lifetime),
+            slack_mode=(env.get("KEYTURN_SLACK_MODE") or base.slack_mode).strip().lower(),
+            slack_app_token=env.get("SLACK_APP_TOKEN", ""),
         )
+        if settings.slack_mode not in SLACK_MODES:
+            raise SettingsError(f"KEYTURN_SLACK_MODE: {settings.slack_mode!r} is neither http nor socket")
         if not timedelta(seconds=10) <= settings.task_max_age <= timedelta(hours=12):
             # Above half a day a sealed task could outlive the record of its nonce (processed_events keeps
             # at least a day), and then be replayed.
@@ -160,11 +169,13 @@ def secret_problem(value: str, min_length: int) -> str | None:
 def slack_problems(settings: Settings) -> list[str]:
     """What stops the web from serving Slack with these settings, one line each naming the variable.
 
-    Serving Slack needs a real signing secret, a bot token and a task signing key; with neither the secret nor
-    the token set the web serves no Slack at all (the REST API and the CLI still work)."""
+    Serving Slack needs a real signing secret (in Socket Mode an app-level token instead), a bot token and a
+    task signing key; with none of them set the web serves no Slack at all (the REST API and the CLI still work)."""
     problems = []
     secret = secret_problem(settings.slack_signing_secret, MIN_SIGNING_SECRET)
-    if secret:
+    if settings.slack_mode == "socket":  # nothing is signed over the socket: the app-level token opens it
+        problems += app_token_problems(settings.slack_app_token)
+    elif secret:
         problems.append(f"SLACK_SIGNING_SECRET {secret}: set it to the Signing Secret of the Slack app "
                         "(Basic Information > App Credentials); every request to /slack/events is verified with it")
     token = settings.slack_bot_token
@@ -179,6 +190,17 @@ def slack_problems(settings: Settings) -> list[str]:
                         "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`); "
                         "queued Slack interactions are signed with it")
     return problems
+
+
+def app_token_problems(token: str) -> list[str]:
+    """What is wrong with SLACK_APP_TOKEN for Socket Mode (empty list: nothing)."""
+    if not token:
+        return ["SLACK_APP_TOKEN is not set: KEYTURN_SLACK_MODE=socket needs the app's App-Level Token "
+                "(Basic Information > App-Level Tokens, scope connections:write, xapp-...)"]
+    if not re.fullmatch(r"xapp-[A-Za-z0-9-]{20,}", token) or any(m in token.lower() for m in PLACEHOLDERS):
+        return ["SLACK_APP_TOKEN is not an app-level token: set it to the App-Level Token (Basic Information > "
+                "App-Level Tokens, scope connections:write, xapp-...), not a bot token or a placeholder"]
+    return []
 
 
 def console_problems(settings: Settings) -> list[str]:
@@ -210,7 +232,7 @@ def console_problems(settings: Settings) -> list[str]:
 
 def serves_slack(settings: Settings) -> bool:
     """Whether the web mounts /slack/events: it does as soon as either Slack secret is set (and then checks all)."""
-    return bool(settings.slack_signing_secret or settings.slack_bot_token)
+    return bool(settings.slack_signing_secret or settings.slack_bot_token or settings.slack_app_token)
 
 
 def origin(value: str, name: str) -> str:
