@@ -80,11 +80,13 @@ def test_missing_env_file_is_refused(tmp_path: Path) -> None:
 
 def test_services_and_their_shape() -> None:
     services = raw()["services"]
-    assert set(services) == {"web", "worker", "beat", "redis", "postgres", "migrate"}
-    for name in LONG_RUNNING:
+    assert set(services) == {"web", "worker", "beat", "redis", "postgres", "migrate", "socket"}
+    for name in (*LONG_RUNNING, "socket"):
         assert services[name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
-    assert services["redis"]["image"].startswith("redis:7")
-    assert services["postgres"]["image"].startswith("postgres:16")
+        # Podman's Docker API splits an exec-form healthcheck's arguments at spaces: shell form only.
+        assert services[name]["healthcheck"]["test"][0] == "CMD-SHELL", name
+    assert services["redis"]["image"] == "${REDIS_IMAGE:-redis:7-alpine}"
+    assert services["postgres"]["image"] == "${POSTGRES_IMAGE:-postgres:16-alpine}"
     assert any(v.endswith(":/var/lib/postgresql/data") for v in services["postgres"]["volumes"])
 
     assert services["beat"].get("deploy", {}).get("replicas", 1) == 1
@@ -95,7 +97,7 @@ def test_services_and_their_shape() -> None:
     assert migrate["restart"] == "no"
     assert "healthcheck" not in migrate
 
-    for name in APP_SERVICES:
+    for name in (*APP_SERVICES, "socket"):
         deps = services[name]["depends_on"]
         assert deps["migrate"] == {"condition": "service_completed_successfully"}, name
         assert deps["postgres"]["condition"] == "service_healthy", name
@@ -133,7 +135,11 @@ def test_compose_resolves_the_anchors_as_written(compose: Any) -> None:
 
 def test_dockerfile() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    assert text.startswith("#") and "FROM python:3.11-slim" in text
+    assert text.startswith("#") and "\nARG BASE_IMAGE=python:3.11-slim-bookworm\nFROM ${BASE_IMAGE}\n" in text
+    # Index settings are build secrets (used by pip, kept in no layer), never copied in nor baked into ENV.
+    assert "--mount=type=secret,id=pip_conf" in text and "--mount=type=secret,id=pip_cert" in text
+    assert not re.search(r"^(COPY|ADD)\s.*(pip|\.pem|\.crt)", text, re.MULTILINE)
+    assert not re.search(r"PIP_(INDEX|EXTRA_INDEX|CERT|TRUSTED)", text)
     assert "pip install ." in text
     user_lines = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
     assert user_lines and user_lines[-1] not in ("root", "0")
@@ -147,6 +153,30 @@ def test_dockerfile() -> None:
     assert {".venv/", ".git/", ".env"} <= set(ignored)
 
 
+def test_images_and_port_come_from_variables_with_the_usual_defaults(compose: Any, tmp_path: Path) -> None:
+    """Defaults for real users; a mirror's or in-house images (tests/stack's) by variable."""
+    result = compose(COMPOSE_FILE, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert services["postgres"]["image"] == "postgres:16-alpine" and services["redis"]["image"] == "redis:7-alpine"
+    assert services["web"]["image"] == "keyturn:local"
+    assert services["web"]["build"]["args"] == {"BASE_IMAGE": "python:3.11-slim-bookworm"}
+    assert "socket" not in services  # only with --profile socket
+    with (tmp_path / ".env").open("a") as env:
+        env.write("POSTGRES_IMAGE=pg:mine\nREDIS_IMAGE=rd:mine\nKEYTURN_IMAGE=kt:mine\nBASE_IMAGE=base:mine\n"
+                  "KEYTURN_WEB_PORT=18000\n")
+    result = compose(COMPOSE_FILE, "--profile", "socket", "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert (services["postgres"]["image"], services["redis"]["image"]) == ("pg:mine", "rd:mine")
+    assert {services[name]["image"] for name in (*APP_SERVICES, "migrate", "socket")} == {"kt:mine"}
+    assert services["web"]["build"]["args"] == {"BASE_IMAGE": "base:mine"}
+    assert [(p["host_ip"], p["published"]) for p in services["web"]["ports"]] == [("127.0.0.1", "18000")]
+    socket = services["socket"]
+    assert socket["command"] == ["keyturn", "socket"] and "ports" not in socket
+    assert "/tmp/keyturn-socket-alive -mmin -1" in socket["healthcheck"]["test"][1]
+
+
 def test_env_example_documents_every_variable() -> None:
     lines = (ROOT / ".env.example").read_text().splitlines()
     names = set()
@@ -155,7 +185,8 @@ def test_env_example_documents_every_variable() -> None:
         if "=" in line and re.fullmatch(r"[A-Z][A-Z0-9_]+", name):
             names.add(name)
             assert lines[i - 1].startswith("#"), f"{name} has no comment above it"
-    expected = {"SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_API_URL", "DATABASE_URL", "REDIS_URL",
+    expected = {"KEYTURN_IMAGE", "BASE_IMAGE", "POSTGRES_IMAGE", "REDIS_IMAGE", "KEYTURN_WEB_PORT",
+                "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_API_URL", "DATABASE_URL", "REDIS_URL",
                 "KEYTURN_CATALOG", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL",
                 "KEYTURN_SWEEP_INTERVAL", "KEYTURN_RECONCILE_INTERVAL", "KEYTURN_API_TOKENS"}
     assert expected <= names
