@@ -41,7 +41,7 @@ test: $(STAMP) services lint typecheck
 	$(PY) -m pytest -q -p no:cacheprovider
 
 demo: $(STAMP)
-	$(VENV)/bin/keyturn demo
+	$(VENV)/bin/keyturn demo $(if $(KEEP),--keep)
 
 # Benchmarks (bench/): the whole stack on this machine; writes bench/RESULTS.md. ~25 min. `$(PY) -m bench.run --quick`
 # for a short development run. Needs wrk (Debian package, installed here when missing) and py-spy (PyPI).

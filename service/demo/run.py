@@ -37,8 +37,9 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float) -> Any:
     raise TimeoutError(f"timed out waiting for {what}")
 
 
-def run_demo(grant_seconds: int = 15) -> int:
-    """Returns the exit code: 0 when every step happened as it should."""
+def run_demo(grant_seconds: int = 15, *, keep: bool = False) -> int:
+    """Returns the exit code: 0 when every step happened as it should. `keep`: then serve the console on the
+    same stack until Ctrl-C (service/demo/console.py)."""
     workdir = Path(tempfile.mkdtemp(prefix="keyturn-demo-"))
     redis_url, redis_proc = start_redis(workdir)
     aws_url, moto = start_moto()
@@ -68,7 +69,12 @@ def run_demo(grant_seconds: int = 15) -> int:
         say("started a Celery worker and Celery beat (sweeper every 1s)")
         # The timeline is the demo's output; the service's own log lines are in worker.log and beat.log.
         rt = create_app(replace(Settings.from_env(), log_level="WARNING")).extensions["keyturn"]
-        return _walk(rt, iam, catalog, grant_seconds)
+        code = _walk(rt, iam, catalog, grant_seconds)
+        if keep and code == 0:
+            from service.demo.console import serve_console
+
+            serve_console(catalog, say)
+        return code
     except Exception as exc:
         say(f"FAILED: {type(exc).__name__}: {exc}")
         for name in ("worker.log", "beat.log"):
@@ -113,7 +119,8 @@ def _walk(rt: Any, iam: Any, catalog: Any, grant_seconds: int) -> int:
     decided = decide_request(rt.ctx, request_id=filed.request_id, approver=bob, vote=Vote.APPROVE)
     assert decided.grant_id is not None, "one approval reaches this role's quorum"
     say(f"bob approves: request {filed.request_id} {decided.outcome.value}, grant {decided.grant_id} created")
-    wait_until("the grant to become active", lambda: grant_state(decided.grant_id) == "active", 20)
+    # The first sync waits for the worker's start too, which takes a while on a busy machine.
+    wait_until("the grant to become active", lambda: grant_state(decided.grant_id) == "active", 90)
     statement = owned_now()
     say(f"worker synced the trust policy; grant {decided.grant_id} is active. Owned statement:")
     print(json.dumps(statement, indent=2))
