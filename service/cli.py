@@ -244,12 +244,11 @@ def sync(target: str | None, every: bool) -> None:
 
 @main.command()
 @click.option("--short", is_flag=True, help="seconds-long grants, for a quick run")
-@click.option("--keep", is_flag=True, help="then serve the web console on the same stack until Ctrl-C")
-def demo(short: bool, keep: bool) -> None:
+def demo(short: bool) -> None:
     """Walk one request through its whole life on local components (what `make demo` runs)."""
     from service.demo.run import run_demo
 
-    sys.exit(run_demo(grant_seconds=8 if short else 15, keep=keep))
+    sys.exit(run_demo(grant_seconds=8 if short else 15))
 
 
 @main.command()
@@ -268,6 +267,30 @@ def doctor(fmt: str, no_write_probe: bool) -> None:
     results = run_doctor(rt.catalog, rt.aws.clients, write_probe=not no_write_probe, locks=locks)
     click.echo(render_json(results) if fmt == "json" else render_table(results))
     sys.exit(exit_code(results))
+
+
+@main.command()
+@click.option("--check", is_flag=True,
+              help="exit 0 if a running `keyturn socket` is connected (its health file is fresh), else 1")
+@click.option("--health-file", type=click.Path(dir_okay=False), default=None,
+              help="the file touched while connected  [default: /tmp/keyturn-socket-alive]")
+@click.option("--max-age", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              help="with --check: seconds since the last touch that still count as connected")
+def socket(check: bool, health_file: str | None, max_age: float) -> None:
+    """Serve Slack over Socket Mode (KEYTURN_SLACK_MODE=socket, SLACK_APP_TOKEN): no public endpoint needed."""
+    from pathlib import Path
+
+    from service.slack import socket_mode
+
+    path = Path(health_file) if health_file else socket_mode.HEALTH_FILE
+    if check:
+        alive = socket_mode.alive(path, max_age)
+        click.echo("connected" if alive else f"not connected: {path} is missing or older than {max_age:g}s")
+        sys.exit(0 if alive else 1)
+    try:
+        socket_mode.main(path)
+    except (CatalogError, SettingsError, socket_mode.NotConnected) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @main.group("aws")

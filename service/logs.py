@@ -14,6 +14,7 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("key
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 _PATTERNS = [
     re.compile(r"xox[abposr]-[A-Za-z0-9-]+"),  # Slack tokens
+    re.compile(r"xapp-[A-Za-z0-9-]+"),  # Slack app-level tokens (Socket Mode)
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
     re.compile(r"(?i)(aws_secret_access_key|secretaccesskey|sessiontoken|x-slack-signature)([\"'=:\s]+)[^\s\"',}]+"),
     re.compile(r"v0=[0-9a-f]{64}"),  # Slack request signatures

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 TEAM_ID = "T0TEAM001"
 BOT_USER_ID = "U0BOT0001"
 BOT_ID = "B0BOT0001"
+APP_TOKEN = "xapp-1-A0KEYTURN-1234567890-0123456789abcdef0123456789abcdef"  # what apps.connections.open accepts
 AUTH_TEST = dict(
     ok=True,
     url="https://keyturn-test.slack.com/",
@@ -80,6 +81,9 @@ class FakeSlack:
         self._last_ts = 0
         self.users: dict[str, dict[str, Any]] = {}
         self.usergroups: dict[str, list[str]] = {}
+        # Socket Mode: apps.connections.open hands out this server's URLs for this app-level token.
+        self.socket_server: Any = None  # a tests.support.socket_mode_fake.FakeSocketMode
+        self.app_token = APP_TOKEN
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-slack", daemon=True)
@@ -114,6 +118,7 @@ class FakeSlack:
             self._handlers.clear()
             self.users.clear()
             self.usergroups.clear()
+            self.socket_server, self.app_token = None, APP_TOKEN
 
     # ---- programming it --------------------------------------------------------------------------
     def fail_next(
@@ -210,6 +215,8 @@ class FakeSlack:
             return handler(call)
         if m == "response_url":
             return {"ok": True}
+        if m == "apps.connections.open":
+            return self._connections_open(call)
         if self.expected_token is not None:
             if not call.token:
                 return {"ok": False, "error": "not_authed"}
@@ -252,6 +259,18 @@ class FakeSlack:
         if m in ("chat.delete", "reactions.add", "reactions.remove", "api.test", "conversations.join"):
             return {"ok": True, "channel": channel, "ts": p.get("ts")}
         return {"ok": False, "error": "unknown_method"}
+
+    def _connections_open(self, call: SlackCall) -> dict[str, Any]:
+        """Slack's answers: only an app-level token opens a connection, and only with Socket Mode on."""
+        if not call.token:
+            return {"ok": False, "error": "not_authed"}
+        if not call.token.startswith("xapp-"):
+            return {"ok": False, "error": "not_allowed_token_type"}
+        if call.token != self.app_token:
+            return {"ok": False, "error": "invalid_auth"}
+        if self.socket_server is None:
+            return {"ok": False, "error": "socket_mode_not_enabled"}  # hypothetical; Slack's is not documented
+        return {"ok": True, "url": self.socket_server.issue_url()}
 
     def _handle(self, req: BaseHTTPRequestHandler, http_method: str) -> None:
         url = urlsplit(req.path)
