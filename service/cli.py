@@ -244,11 +244,12 @@ def sync(target: str | None, every: bool) -> None:
 
 @main.command()
 @click.option("--short", is_flag=True, help="seconds-long grants, for a quick run")
-def demo(short: bool) -> None:
+@click.option("--keep", is_flag=True, help="then serve the web console on the same stack until Ctrl-C")
+def demo(short: bool, keep: bool) -> None:
     """Walk one request through its whole life on local components (what `make demo` runs)."""
     from service.demo.run import run_demo
 
-    sys.exit(run_demo(grant_seconds=8 if short else 15))
+    sys.exit(run_demo(grant_seconds=8 if short else 15, keep=keep))
 
 
 @main.command()
