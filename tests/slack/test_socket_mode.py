@@ -308,3 +308,18 @@ def test_keyturn_socket_check_is_the_healthcheck(tmp_path: Path) -> None:
     result = run(cli, ["socket", "--check", "--health-file", str(health)])
     assert result.exit_code == 1 and "older than 30s" in result.output
     assert run(cli, ["socket", "--check", "--health-file", str(health), "--max-age", "60"]).exit_code == 0
+
+
+def test_the_socket_manifest_is_the_http_app_without_request_urls() -> None:
+    import yaml
+
+    config = Path(__file__).resolve().parents[2] / "config"
+    http = yaml.safe_load((config / "slack-manifest.yaml").read_text())
+    sock = yaml.safe_load((config / "slack-manifest.socket.yaml").read_text())
+    assert sock["settings"].pop("socket_mode_enabled") is True and http["settings"].pop("socket_mode_enabled") is False
+    assert "/slack/events" not in (config / "slack-manifest.socket.yaml").read_text()
+    for command in http["features"]["slash_commands"]:
+        assert command.pop("url").endswith("/slack/events")
+    assert http["settings"]["event_subscriptions"].pop("request_url").endswith("/slack/events")
+    assert http["settings"]["interactivity"].pop("request_url").endswith("/slack/events")
+    assert sock == http  # the same app otherwise: the two files cannot drift apart
