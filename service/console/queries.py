@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,7 +13,9 @@ from sqlalchemy import or_, select, true
 
 from service.api.scope import Scope
 from service.catalog.model import Role
+from service.core.cuts import armed_sid
 from service.core.durations import format_duration
+from service.core.policy import owned_sid
 from service.core.states import LIVE_GRANT_STATES, RequestState
 from service.operations.context import Context, NotFound
 from service.slack.views import profile_snippet
@@ -101,6 +104,32 @@ class GrantDetail:
     request: AccessRequest | None
     timeline: list[AuditEvent]
     target: Target | None
+    cut: Target | None = None
+    in_iam: list[str] = field(default_factory=list)  # this grant's statement(s) / membership, as last read back
+    cut_in_iam: list[str] = field(default_factory=list)  # the person's session cut, as last read back
+
+
+def grant_in_iam(grant: Grant, target: Target | None) -> list[str]:
+    """What of the target's last read-back is this grant's: its statement (by its Sid) or its membership."""
+    owned = (target.last_owned if target else None) or {}
+    if "members" in owned:
+        return [f"member: {m}" for m in owned["members"] if m == grant.lease_key]
+    sid = owned_sid(grant.lease_key)
+    return [json.dumps(s, indent=2) for s in owned.get("statements", []) if s.get("Sid") == sid]
+
+
+def cut_in_iam(grant: Grant, cut: Target | None) -> list[str]:
+    """The person's session cut as last read back: their own armed deny, or a packed one naming their session."""
+    owned = (cut.last_owned if cut else None) or {}
+    armed = armed_sid(grant.identity_key or grant.principal_arn)
+    session = f":{grant.session_name}" if grant.session_name else None
+
+    def theirs(s: dict[str, Any]) -> bool:
+        ids = (s.get("Condition") or {}).get("StringEquals", {}).get("aws:userid", [])
+        ids = [ids] if isinstance(ids, str) else ids
+        return s.get("Sid") == armed or (session is not None and any(str(i).endswith(session) for i in ids))
+
+    return [json.dumps(s, indent=2) for s in owned.get("statements", []) if theirs(s)]
 
 
 def grant_detail(ctx: Context, scope: Scope, grant_id: int) -> GrantDetail:
@@ -118,7 +147,8 @@ def grant_detail(ctx: Context, scope: Scope, grant_id: int) -> GrantDetail:
             held & (AuditEvent.at >= since) & ((AuditEvent.at <= grant.ended_at) if grant.ended_at else true())))
         timeline = list(session.scalars(stmt.order_by(AuditEvent.id)))
         target = session.get(Target, grant.target_key)
-        return GrantDetail(grant, request, timeline, target)
+        cut = session.get(Target, grant.cut_key) if grant.cut_key else None
+        return GrantDetail(grant, request, timeline, target, cut, grant_in_iam(grant, target), cut_in_iam(grant, cut))
 
 
 AUDIT_FILTERS = ("actor", "action", "request_id", "grant_id", "target_key")

@@ -125,6 +125,9 @@ class Target(Base):
     last_hash: Mapped[str | None] = mapped_column(String(64))
     last_error: Mapped[str | None] = mapped_column(Text)
     failures: Mapped[int] = mapped_column(Integer, default=0)
+    # What Keyturn owns there as last read back: {"statements": [...]} (documents, session cuts) or
+    # {"members": [...]} (groups, Identity Center users). For people reviewing a grant, not for decisions.
+    last_owned: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class OwnedMembership(Base):

@@ -98,6 +98,7 @@ def sync_assignments(
         added=sorted(Assignment(USER, u).key for u in to_add if u in wanted),
         removed=sorted(Assignment(USER, u).key for u in to_remove),
         active_keys_with_sid={Assignment(USER, u).key: lease for u, lease in wanted.items()},
+        verified={"members": sorted(_users(after) & (owned | to_add))},
     )
 
 

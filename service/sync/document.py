@@ -157,6 +157,7 @@ def _write_and_verify(
     return Plan(
         wrote=wrote, hash_before=document_hash(live), hash_after=document_hash(new if new.get("Statement") else None),
         added=sorted(after - before), removed=sorted(str(s) for s in before - after if s),
+        verified={"statements": owned},
     )
 
 

@@ -62,7 +62,7 @@ def sync_members(
     return Plan(
         wrote=bool(to_add or to_remove), hash_before=_hash(live), hash_after=_hash(after),
         desired_keys=wanted, failed=failed, added=sorted(to_add), removed=sorted(to_remove),
-        active_keys_with_sid={u: u for u in wanted},
+        active_keys_with_sid={u: u for u in wanted}, verified={"members": sorted(after & (owned | to_add))},
     )
 
 

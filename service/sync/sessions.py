@@ -103,7 +103,8 @@ def _sync_pages(pages: SessionPages, cuts: list[PersonCut], attempts: int) -> Pl
     _verify(pages, placement.pages, attempts)
     plan = Plan(wrote=bool(changed), hash_before=page_hash(live),
                 hash_after=page_hash({p: new[p] for p in new}),
-                added=sorted(after_sids - before_sids), removed=sorted(before_sids - after_sids))
+                added=sorted(after_sids - before_sids), removed=sorted(before_sids - after_sids),
+                verified={"statements": [s for p in sorted(placement.pages) for s in placement.pages[p]]})
     plan.unplaced = [c.person for c in placement.unplaced]
     return plan
 

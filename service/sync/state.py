@@ -55,6 +55,8 @@ class Plan:
     gone: bool = False
     gone_reason: str | None = None
     unplaced: list[str] = field(default_factory=list)  # role_sessions: people whose cut found no room
+    # What Keyturn owns in the target as verified by the read-back (Target.last_owned).
+    verified: dict[str, Any] | None = None
 
 
 def _snap(g: Grant, identity: Identity | None = None) -> GrantSnap:
@@ -171,6 +173,7 @@ def finish(
                        restored=[s for s in repaired if _was_active(snaps, plan, s)] or None)
         target.last_synced_at = now
         target.last_hash = plan.hash_after
+        target.last_owned = None if plan.gone else plan.verified
         target.failures = 0
         target.last_error = plan.gone_reason
         if target.dirty_since is not None and target.dirty_since <= started:
