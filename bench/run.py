@@ -278,7 +278,7 @@ def report(results: list[dict[str, Any]], profiles: list[dict[str, Any]], meta: 
         f"* **command:** {command_md(meta['command'])}",
         f"* **commit:** `{meta['commit']}`" + (
             f" plus uncommitted changes in the shared working tree that were measured too: "
-            f"{', '.join('`' + d[3:] + '`' for d in dirty)}" if dirty else ""),
+            f"{', '.join('`' + d.split(maxsplit=1)[-1] + '`' for d in dirty)}" if dirty else ""),
         f"* **machine:** {m['cores']} cores ({m['model']}), {m['memory_gib']:.1f} GiB memory, Linux {m['kernel']}, "
         f"Python {m['python']}",
         f"* **machine speed:** {speed.describe(meta.get('speed_start'), meta.get('speed_end'))}",
