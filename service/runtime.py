@@ -113,7 +113,7 @@ def build_runtime(settings: Settings, *, celery_app: Any | None = None, dispatch
     aws = AwsGateway(AwsClients(manager_roles=managers), trust_policy_max_chars=catalog.trust_policy_max_chars,
                      session_cut_pages=catalog.session_cut_pages)
     locks = RedisLocks(redis_client, timeout=settings.lock_timeout.total_seconds())
-    ctx = Context(store=store, catalog=catalog, dispatch=dispatch)
+    ctx = Context(store=store, catalog=catalog, dispatch=dispatch, console_url=settings.console_url)
     ctx.people = people_for(ctx, settings=settings, clients=aws.clients)  # opt-in: people found by Slack email
     return Runtime(settings=settings, catalog=catalog, ctx=ctx, aws=aws, locks=locks, redis=redis_client,
                    engine=engine)

@@ -23,7 +23,7 @@ def register_console(app: Flask, settings: Settings, rt: Runtime, workspace: Wor
     (default: the configured team / enterprise ids, else what Slack's auth.test reports, as the Bolt app)."""
     from authlib.integrations.flask_client import OAuth
 
-    from service.console import actions, auth, pages  # noqa: F401  (their routes join the blueprint)
+    from service.console import actions, auth, pages, security_keys  # noqa: F401  (their routes join the blueprint)
 
     app.secret_key = settings.console_session_secret
     app.config.update(

@@ -64,6 +64,10 @@ def cancel(request_id: int) -> Any:
 
 @bp.post(f"/requests/<{ID}:request_id>/approve")
 def approve(request_id: int) -> Any:
+    from service.console.security_keys import keyed_vote
+
+    if keyed_vote(request_id):  # the role asks for a security key: the confirm page casts the vote
+        return redirect(url_for("console.confirm", request_id=request_id), code=303)
     return _vote(request_id, Vote.APPROVE, _text("note", NOTE_MAX))
 
 

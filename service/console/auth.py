@@ -67,6 +67,9 @@ def signin() -> Any:
 @bp.get("/login")
 def login() -> Response:
     """To the provider, with a fresh state and nonce kept in this browser's session (Authlib)."""
+    back = request.args.get("next", "")
+    if local_path(back):  # e.g. a fresh sign-in asked for by the security-keys page
+        session["after_sign_in"] = back
     redirect_uri = f"{state().settings.console_url}/console/callback"
     response: Response = state().oidc.authorize_redirect(redirect_uri)
     return response
@@ -96,13 +99,20 @@ def callback() -> Any:
     if not known(ctx(), user):
         log.warning("console sign-in refused: not in the catalogue", extra={"user": user})
         return page_error(403, "Keyturn does not know you: ask an admin to add you to the catalogue.")
+    after = session.get("after_sign_in")
     session.clear()  # nothing from before the sign-in survives it (no fixation)
     session.permanent = True
     session.update(user=user, name=str(claims.get("name") or user)[:80], signed_in_at=int(time.time()),
-                   csrf=secrets.token_urlsafe(32))
+                   csrf=secrets.token_urlsafe(32), team=str(team or enterprise or ""))
     with ctx().store.begin() as db:
         repo.audit(db, at=ctx().now(), actor=user, action="console.signed_in", team=team, enterprise=enterprise)
-    return redirect(url_for("console.my_access"))
+    return redirect(after if isinstance(after, str) and local_path(after) else url_for("console.my_access"))
+
+
+def local_path(path: str) -> bool:
+    """A console path to come back to after signing in (never another site: no scheme, host or //)."""
+    return path.startswith("/console/") and not path.startswith("//") and "\\" not in path and "//" not in path \
+        and len(path) < 200
 
 
 @bp.post("/logout")

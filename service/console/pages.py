@@ -13,7 +13,7 @@ from flask import Response, render_template, request
 from service.console import queries
 from service.console.blueprint import bp, ctx, me, my_scope, page_error
 from service.core.durations import format_duration
-from service.core.rules import is_approver
+from service.core.rules import Vote, is_approver, security_key_needed
 
 
 def _grant_pages_allowed() -> bool:
@@ -59,7 +59,10 @@ def approvals() -> str:
     roles = {r.role_id: ctx().catalog.role(r.role_id) for r in rows}
     mine = {r.id: bool(roles[r.role_id]) and is_approver(roles[r.role_id].rules(), ctx().actor(me()))  # type: ignore[union-attr]
             for r in rows}
-    return render_template("approvals.html", rows=rows, votes=votes, roles=roles, mine=mine, now=ctx().now())
+    keyed = {r.id: bool(roles[r.role_id]) and security_key_needed(
+        roles[r.role_id].rules(), r.requester, ctx().actor(me()), Vote.APPROVE) for r in rows}  # type: ignore[union-attr]
+    return render_template("approvals.html", rows=rows, votes=votes, roles=roles, mine=mine, keyed=keyed,
+                           now=ctx().now())
 
 
 @bp.get("/grants")

@@ -80,6 +80,8 @@ class Context:
     # Who a Slack user is in AWS: the catalogue, or (opt-in) a resolver that also finds people by their Slack
     # email in the Identity Store (service/people). Every use case and sync asks through identity_of.
     people: Callable[[str], Identity | None] | None = None
+    # Where the web console is (KEYTURN_CONSOLE_URL), for answers that send people there; "" when not served.
+    console_url: str = ""
 
     def identity_of(self, user_id: str) -> Identity | None:
         return (self.people if self.people is not None else self.catalog.identity_for)(user_id)

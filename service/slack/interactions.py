@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from service.core.durations import DurationError
-from service.core.rules import Vote
+from service.core.rules import Reason, Vote
 from service.core.sealing import seal_refusal
 from service.core.slack_trust import response_url_allowed
 from service.core.states import LIVE_GRANT_STATES, RequestState
@@ -118,8 +118,19 @@ def _approve(ctx: Context, p: dict[str, Any], answer: Answer) -> None:
     request_id = int(p["request_id"])
     # A redelivery of this very click (same trigger id) whose vote already counted is not refused: the use
     # case sends its wake-ups again. A second click by the same approver is told "already approved".
-    decide_request(ctx, request_id=request_id, approver=p["user"], vote=Vote.APPROVE, team_id=p.get("team"),
-                   client_token=p.get("token"))
+    try:
+        decide_request(ctx, request_id=request_id, approver=p["user"], vote=Vote.APPROVE, team_id=p.get("team"),
+                       client_token=p.get("token"))
+    except Refused as exc:
+        if exc.reason is not Reason.SECURITY_KEY_REQUIRED:
+            raise
+        # Not a vote: the approver is sent to the console, where the vote is cast once their key answers.
+        if not ctx.console_url:
+            answer(f"{exc} The console is not set up here (KEYTURN_CONSOLE_URL): ask Keyturn's operators.", False)
+            return
+        link = f"{ctx.console_url}/console/requests/{request_id}/confirm"
+        answer(f"Request #{request_id} needs your security key: <{link}|confirm your approval in Keyturn's "
+               f"console>.", False)
 
 
 HANDLERS: dict[str, Callable[[Context, dict[str, Any], Answer], None]] = {

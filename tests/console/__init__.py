@@ -3,6 +3,9 @@ provider on loopback that signs real RS256 ID tokens (tests/support/oidc_fake.py
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +42,8 @@ def console_settings(db_url: str, catalog: Path, oidc: FakeOidc, **changes: Any)
                     slack_team_ids=(TEAM_ID,)).with_(**changes)
 
 
-def make_console(db_url: str, tmp_path: Path, oidc: FakeOidc, **changes: Any) -> ConsoleWorld:
+def make_console(db_url: str, tmp_path: Path, oidc: FakeOidc, *, catalog_text: str = CATALOG,
+                 **changes: Any) -> ConsoleWorld:
     """create_app on a migrated database with the console on and a RecordingDispatcher instead of Celery."""
     from service.app import create_app
     from service.operations.context import RecordingDispatcher
@@ -47,12 +51,32 @@ def make_console(db_url: str, tmp_path: Path, oidc: FakeOidc, **changes: Any) ->
     from service.store.db import migrate
 
     catalog = tmp_path / "catalog.yaml"
-    catalog.write_text(CATALOG)
+    catalog.write_text(catalog_text)
     migrate(db_url)
     settings = console_settings(db_url, catalog, oidc, **changes)
     dispatch = RecordingDispatcher()
     runtime = build_runtime(settings, dispatch=dispatch)
     return ConsoleWorld(create_app(settings, runtime=runtime), runtime, dispatch, oidc)
+
+
+@contextmanager
+def served_on_loopback(make: Callable[[str], ConsoleWorld]) -> Iterator[tuple[str, ConsoleWorld]]:
+    """The world `make(base)` builds, served by werkzeug on a free loopback port at `base` (http://localhost:…,
+    where a browser keeps Secure cookies and allows WebAuthn)."""
+    from werkzeug.serving import make_server
+
+    from tests.support.ports import free_port
+
+    port = free_port()
+    base = f"http://localhost:{port}"
+    world = make(base)
+    server = make_server("127.0.0.1", port, world.app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield base, world
+    finally:
+        server.shutdown()
+        world.close()
 
 
 def start_sign_in(client: Any) -> str:

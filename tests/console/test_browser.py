@@ -6,18 +6,15 @@ docs/screenshots/ for the README. `make test` installs chromium when it is missi
 from __future__ import annotations
 
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 
 from tests.api import ALICE, BOB
-from tests.console import make_console
+from tests.console import make_console, served_on_loopback
 from tests.support.oidc_fake import FakeOidc, SignIn
-from tests.support.ports import free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -29,17 +26,8 @@ if not Path(CHROMIUM).exists():
 
 @pytest.fixture
 def served(sqlite_url: str, tmp_path: Path, oidc: FakeOidc) -> Iterator[tuple[str, Any]]:
-    port = free_port()
-    base = f"http://localhost:{port}"  # a browser keeps Secure cookies on http only for localhost
-    world = make_console(sqlite_url, tmp_path, oidc, console_url=base)
-    server = make_server("127.0.0.1", port, world.app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield base, world
-    finally:
-        server.shutdown()
-        world.close()
+    with served_on_loopback(lambda base: make_console(sqlite_url, tmp_path, oidc, console_url=base)) as both:
+        yield both
 
 
 @pytest.fixture

@@ -53,7 +53,9 @@ def _own_break_glass_request(ctx: Context, request_id: int, actor: str) -> bool:
     with ctx.store() as session:
         request = session.get(AccessRequest, request_id)
         role = ctx.catalog.role(request.role_id) if request else None
-    return bool(request and role and role.allow_self_approval and request.requester == actor)
+    # A break-glass approval that needs a security key is confirmed in the console (the reason asked there).
+    return bool(request and role and role.allow_self_approval and request.requester == actor
+                and not (role.require_security_key or role.break_glass_requires_security_key))
 
 
 def deny_clicked(ack: Any, body: dict[str, Any], context: Any, client: Any) -> None:
