@@ -72,11 +72,17 @@ def build_handler(settings: Settings, *, runtime: Runtime | None = None) -> Sock
     handler = SocketModeHandler(bolt, app_token=settings.slack_app_token, ping_interval=PING_INTERVAL)
     client = handler.client
 
+    def _reconnect() -> None:
+        try:
+            client.connect_to_new_endpoint()
+        except Exception:  # a refused token, Slack down: logged; the client's monitor keeps trying
+            log.exception("could not reconnect to Slack over Socket Mode; retrying every %.0f s", PING_INTERVAL)
+
     def _replace_closed(_code: int, _reason: str | None) -> None:
         # slack_sdk tries to reconnect while the closed socket still counts as connected, and so leaves it to
         # its monitor (every PING_INTERVAL); a moment later the socket is gone and a new one opens at once.
         if client.auto_reconnect_enabled and not client.closed:
-            threading.Timer(0.2, client.connect_to_new_endpoint).start()
+            threading.Timer(0.2, _reconnect).start()
 
     client.on_close_listeners.append(_replace_closed)
     return handler

@@ -1,7 +1,8 @@
 """Socket Mode on real processes: `keyturn socket` as a subprocess connected to the fake Socket Mode server on
 loopback (a real WebSocket, handed out by the fake Web API's apps.connections.open), a real Celery worker on
 Redis doing the IAM work on moto, on SQLite and PostgreSQL. /access → the approvers' message → Approve → the
-grant's statement in moto's trust policy; the workers take only what the socket process sealed.
+grant's statement in moto's trust policy; the workers take only what the socket process sealed; a
+redelivered envelope files nothing twice and a refresh (Slack's `disconnect`) loses nothing.
 """
 
 from __future__ import annotations
@@ -95,6 +96,17 @@ def test_access_approve_grant_through_keyturn_socket(socket_live: tuple[Keyturn,
         req = s.query(AccessRequest).one()
     assert req.requester == ALICE and req.team_id == "T0TEAM001"
 
+    # Slack redelivers the command (its ack was lost) and then refreshes the connection: the worker files
+    # nothing twice, and the approval arrives over the new socket.
+    server.send("slash_commands", server.payloads[envelope], envelope_id=envelope)
+    assert server.ack(envelope, nth=2).payload == ack.payload
+    kt.wait_until("the redelivery's answer", lambda: len([c for c in fake.calls("response_url")
+                                                         if c.params.get("_key") == "cmd"]) == 2)
+    server.disconnect("refresh_requested", close_after=0.5)
+    server.wait_connected(WAIT, handshakes=2)
+    with kt.ctx.store() as s:
+        assert s.query(AccessRequest).count() == 1
+
     # Approve from that message, over the socket.
     click = block_actions_payload(APPR1, action_id="approve_request", value=str(req.id), channel_id=APPROVERS_CHANNEL,
                                   message_ts=ask.response["ts"], response_url=fake.response_url("ok"))
@@ -114,5 +126,6 @@ def test_access_approve_grant_through_keyturn_socket(socket_live: tuple[Keyturn,
     proc._signal_group(signal.SIGTERM)
     assert proc.wait(WAIT) == 0, proc.tail()
     assert not (tmp_path / "alive").exists()
+    assert [c.token for c in fake.calls("apps.connections.open")] == [APP_TOKEN, APP_TOKEN]
     assert server.unexpected == [] and server.protocol_errors == []
     assert APP_TOKEN not in proc.log_text()
