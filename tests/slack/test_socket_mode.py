@@ -127,18 +127,13 @@ def test_a_slash_command_is_acknowledged_with_its_answer_and_filed_once(sock: So
     assert w.reply("cmd").endswith("is sent to the approvers.")
     # Slack redelivers the same envelope (the ack was lost), then a copy under a new envelope id: both are
     # acknowledged, nothing is filed twice (filing is idempotent on the command's trigger id).
-    sock.server.send("slash_commands", sent_payload(sock, envelope), envelope_id=envelope)
+    sock.server.send("slash_commands", sock.server.payloads[envelope], envelope_id=envelope)
     assert sock.server.ack(envelope, nth=2).payload == ack.payload
-    again = sock.server.send("slash_commands", sent_payload(sock, envelope))
+    again = sock.server.send("slash_commands", sock.server.payloads[envelope])
     sock.server.ack(again)
     w.wait(lambda: len(w.replies("cmd")) == 3, what="the redeliveries' answers")
     assert w.count(AccessRequest) == 1 and w.request(1).requester == ALICE
     assert sock.server.unexpected == [] and sock.server.protocol_errors == []
-
-
-def sent_payload(sock: SocketWorld, envelope_id: str) -> dict[str, Any]:
-    """The payload of an envelope sent before (the fake keeps what it sent only as times: rebuild)."""
-    return sock.server.payloads[envelope_id]
 
 
 def test_approve_over_the_socket_decides_once(sock: SocketWorld) -> None:
@@ -149,7 +144,7 @@ def test_approve_over_the_socket_decides_once(sock: SocketWorld) -> None:
     assert ack.payload is None and ack.raw == {"envelope_id": envelope}  # an empty acknowledgement
     w.wait(lambda: w.request(rid).state == "approved", what="the approval")
     audits = len(w.audit())
-    sock.server.send("interactive", sent_payload(sock, envelope), envelope_id=envelope)  # redelivered
+    sock.server.send("interactive", sock.server.payloads[envelope], envelope_id=envelope)  # redelivered
     sock.server.ack(envelope, nth=2)  # acknowledged again (the dispatcher runs it inline, before the ack)
     assert w.count(Approval) == 1 and w.grant(1).requester == ALICE
     assert [e.action for e in w.audit()[audits:]] == []  # the second delivery changed nothing
@@ -159,7 +154,7 @@ def test_an_event_and_its_retry_are_handled_once(sock: SocketWorld) -> None:
     w = sock.world
     envelope = sock.event({"type": "app_home_opened", "user": ALICE, "tab": "home"})
     assert sock.server.ack(envelope).raw == {"envelope_id": envelope}
-    retry = sock.server.send("events_api", sent_payload(sock, envelope), retry_attempt=1)  # same event_id
+    retry = sock.server.send("events_api", sock.server.payloads[envelope], retry_attempt=1)  # same event_id
     sock.server.ack(retry)
     assert w.notes("home.refresh") == [("home.refresh", {"user_id": ALICE})]
 
@@ -216,6 +211,18 @@ def test_a_refresh_and_a_dropped_connection_lose_nothing(sock: SocketWorld) -> N
     assert sorted(r.role_id for r in all_requests(w)) == ["break-glass", "ops-admin", "ops-read"]
     assert sock.server.connections == 1 and socket_mode.alive(sock.health)
     assert sock.server.unexpected == [] and sock.server.protocol_errors == []
+
+
+def test_odd_frames_do_not_stop_the_connection(sock: SocketWorld) -> None:
+    """Garbage, an unknown envelope type and an envelope without a payload are dropped; the next one is served."""
+    client = next(c for c in sock.server._clients if c.open)
+    client.send_json({"type": "no_such_type", "envelope_id": "x-1", "payload": {"a": 1}})
+    client.send_json({"type": "slash_commands", "envelope_id": "x-2"})
+    client.send_frame(0x1, b"not json at all")
+    envelope = sock.command("ops-read 1h after the noise", key="n")
+    assert sock.server.ack(envelope).payload is not None
+    assert sock.world.reply("n").endswith("is sent to the approvers.")
+    assert sock.world.count(AccessRequest) == 1 and sock.server.connections == 1
 
 
 def all_requests(w: SlackWorld) -> list[AccessRequest]:
