@@ -330,3 +330,24 @@ def test_the_socket_manifest_is_the_http_app_without_request_urls() -> None:
     assert http["settings"]["event_subscriptions"].pop("request_url").endswith("/slack/events")
     assert http["settings"]["interactivity"].pop("request_url").endswith("/slack/events")
     assert sock == http  # the same app otherwise: the two files cannot drift apart
+
+
+def test_a_refused_websocket_handshake_stops_the_start_with_a_clear_error(slack_fake: FakeSlack,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from slack_bolt import App
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_sdk import WebClient
+
+    server = FakeSocketMode().start()
+    slack_fake.socket_server = server
+    monkeypatch.setattr(server, "issue_url", lambda: f"ws://{server.host}:{server.port}/link/?ticket=forged")
+    bolt = App(client=WebClient(token="xoxb-test", base_url=slack_fake.base_url), signing_secret="s" * 32,
+               token_verification_enabled=False)
+    handler = SocketModeHandler(bolt, app_token=APP_TOKEN)
+    try:
+        with pytest.raises(socket_mode.NotConnected, match="no Socket Mode connection to Slack within 1s"):
+            socket_mode.connect(handler, timeout=1)
+    finally:
+        server.stop()
+    assert server.refused and server.refused[0].startswith("GET /link/?ticket=forged")  # a ticket it never issued
+    assert server.handshakes == 0 and handler.client.closed
