@@ -100,6 +100,8 @@ def test_register_a_key_and_approve_with_it(keyed: ConsoleWorld) -> None:
     assert (stored.user_id, stored.label, stored.transports, stored.team_id) == (BOB, "yubikey", "usb", TEAM_ID)
     assert "yubikey" in bob.get("/console/keys").get_data(as_text=True)
 
+    roles = bob.get("/console/request").get_data(as_text=True)
+    assert "approved with a security key" in roles and "break-glass with a security key" in roles
     request_id = file(keyed, ALICE)
     queue = bob.get("/console/approvals").get_data(as_text=True)
     assert f"/console/requests/{request_id}/confirm" in queue and "Approve with security key" in queue
