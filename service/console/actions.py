@@ -11,6 +11,7 @@ from typing import Any
 from flask import flash, redirect, render_template, request, url_for
 
 from service.console.blueprint import bp, ctx, me
+from service.console.security_keys import keyed_vote
 from service.core.durations import DurationError, parse_duration
 from service.core.rules import Vote
 from service.operations.cancel_request import cancel_request
@@ -64,8 +65,6 @@ def cancel(request_id: int) -> Any:
 
 @bp.post(f"/requests/<{ID}:request_id>/approve")
 def approve(request_id: int) -> Any:
-    from service.console.security_keys import keyed_vote
-
     if keyed_vote(request_id):  # the role asks for a security key: the confirm page casts the vote
         return redirect(url_for("console.confirm", request_id=request_id), code=303)
     return _vote(request_id, Vote.APPROVE, _text("note", NOTE_MAX))
