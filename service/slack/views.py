@@ -71,7 +71,9 @@ def approver_message(req: AccessRequest, catalog: Catalog, approvals: list[str])
     blocks: Blocks = [section(f":key: Access request #{req.id}\n" + request_fields(req, catalog))]
     if req.state == "pending":
         blocks.append(context(f"Approvals: {len(approvals)} of {needed}"
-                              + (" — " + ", ".join(f"<@{a}>" for a in approvals) if approvals else "")))
+                              + (" — " + ", ".join(f"<@{a}>" for a in approvals) if approvals else "")
+                              + (" · :closed_lock_with_key: each confirmed with a security key in Keyturn's console"
+                                 if role and role.require_security_key else "")))
         blocks.append({"type": "actions", "block_id": f"decide:{req.id}", "elements": [
             button("Approve", "approve_request", str(req.id), "primary"),
             button("Deny", "deny_request", str(req.id), "danger"),
