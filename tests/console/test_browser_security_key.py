@@ -55,6 +55,7 @@ def test_approve_with_a_security_key_in_chromium(served: tuple[str, Any], browse
     bob.wait_for_url(f"{base}/console/keys")
     bob.get_by_text("Security key “Bob's YubiKey” added.").wait_for()
     assert "Bob's YubiKey" in bob.locator(".key-label").all_inner_texts()
+    shot(bob, "console-security-keys-phone")
 
     alice = person(browser, base, oidc, ALICE)
     alice.get_by_role("link", name="Request", exact=True).click()
