@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import webauthn
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 from webauthn.helpers.exceptions import WebAuthnException
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 CHALLENGE_TTL = timedelta(minutes=3)
 CREDENTIAL_MAX = 16_384  # characters of the browser's JSON answer: a real one is well under 4 KB
 KEYS_PER_PERSON = 10
+CHALLENGES_PER_PERSON = 20  # open at once (each lives CHALLENGE_TTL): a bound on what one person can store
 REGISTER = "register"
 
 
@@ -75,6 +76,10 @@ def _issue(ctx: Context, user: str, purpose: str) -> bytes:
     now = ctx.now()
     with ctx.store.begin() as session:
         session.execute(delete(SecurityKeyChallenge).where(SecurityKeyChallenge.created_at < now - CHALLENGE_TTL))
+        live = session.scalar(select(func.count()).select_from(SecurityKeyChallenge).where(
+            SecurityKeyChallenge.user_id == user))
+        if (live or 0) >= CHALLENGES_PER_PERSON:
+            raise KeyRefused("Too many security-key prompts are open for you: wait a few minutes and try again.")
         session.add(SecurityKeyChallenge(challenge=bytes_to_base64url(challenge), user_id=user, purpose=purpose,
                                          created_at=now))
     return challenge

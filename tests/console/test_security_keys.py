@@ -192,6 +192,12 @@ def test_changing_keys_needs_a_fresh_sign_in_and_ones_own_key(keyed: ConsoleWorl
         assert resp.status_code == 303 and "/console/login?next=" in resp.headers["Location"]
     assert len(rows(keyed, SecurityKey)) == 1
     assert bob.post("/console/keys/options", data={}).status_code == 400  # no CSRF token
+    with bob.session_transaction("/console/") as session:
+        session["signed_in_at"] = int(time.time())
+    for _ in range(20):  # one person holds at most 20 open challenges (the registration's was used up)
+        assert bob.post("/console/keys/options", data={"csrf_token": token}).status_code == 200
+    resp = bob.post("/console/keys/options", data={"csrf_token": token})
+    assert resp.status_code == 403 and "Too many" in resp.get_json()["error"]
     # Signing in again comes back to the keys page (and nowhere else).
     back = bob.get("/console/login?next=/console/keys")
     assert back.status_code == 302
@@ -231,6 +237,12 @@ def test_rest_and_the_slack_button_cannot_approve_without_a_key(keyed: ConsoleWo
     run_interaction(keyed.runtime.ctx, "approve", {"request_id": request_id, "user": EVE, "team": TEAM_ID},
                     lambda t, r: answers.append((t, r)))
     assert "not an approver" in answers[0][0] and "/confirm" not in answers[0][0]
+    keyed.runtime.ctx.console_url = ""  # a catalogue that asks for keys on a deployment without the console
+    answers.clear()
+    run_interaction(keyed.runtime.ctx, "approve", {"request_id": request_id, "user": BOB, "team": TEAM_ID},
+                    lambda t, r: answers.append((t, r)))
+    assert "console is not set up" in answers[0][0]
+    keyed.runtime.ctx.console_url = CONSOLE_URL
     assert rows(keyed, Grant) == [] and isinstance(keyed.dispatch, RecordingDispatcher)
     assert [r.state for r in rows(keyed, AccessRequest)] == ["pending"]
     assert resp.get_json()["message"].startswith("Approvals of this role")
