@@ -18,8 +18,10 @@ exits 0 while that file is fresh, which is what a container healthcheck runs.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
+import stat
 import threading
 import time
 from pathlib import Path
@@ -115,11 +117,11 @@ def serve(handler: SocketModeHandler, stop: threading.Event, health_file: Path |
     try:
         while not stop.is_set():
             if health_file is not None and handler.client.is_connected():
-                health_file.touch()
+                _touch(health_file)
             stop.wait(TOUCH_EVERY)
     finally:
         log.info("closing the Socket Mode connection")
-        if health_file is not None:
+        if health_file is not None and _ours(health_file):
             health_file.unlink(missing_ok=True)
         _wake_reader(handler)
         handler.close()
@@ -136,13 +138,45 @@ def _wake_reader(handler: SocketModeHandler) -> None:
             pass
 
 
-def alive(health_file: Path = HEALTH_FILE, max_age: float = HEALTH_MAX_AGE, *, now: float | None = None) -> bool:
-    """Whether a `keyturn socket` process was connected within the last `max_age` seconds."""
+def _own_file(st: os.stat_result) -> bool:
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
+
+
+def _ours(health_file: Path) -> bool:
+    """The path is a plain file of this user's, not a link (HEALTH_FILE is in the shared /tmp)."""
     try:
-        touched = health_file.stat().st_mtime
+        return _own_file(health_file.lstat())
     except OSError:
         return False
-    return (time.time() if now is None else now) - touched <= max_age
+
+
+def _touch(health_file: Path) -> None:
+    """Mark the file fresh without following a link at its path or writing another user's file there (another
+    local user may have made either at the fixed /tmp name); a failure is logged and serving goes on."""
+    try:
+        fd = os.open(health_file, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        log.warning("cannot touch the health file %s (%s): keyturn socket --check will fail", health_file,
+                    exc.strerror)
+        return
+    try:
+        if _own_file(os.fstat(fd)):
+            os.utime(fd)
+        else:
+            log.warning("the health file %s belongs to another user: not touched, keyturn socket --check will "
+                        "fail", health_file)
+    finally:
+        os.close(fd)
+
+
+def alive(health_file: Path = HEALTH_FILE, max_age: float = HEALTH_MAX_AGE, *, now: float | None = None) -> bool:
+    """Whether a `keyturn socket` process was connected within the last `max_age` seconds: the health file is
+    this user's own plain file (not a link, not another user's) and fresh."""
+    try:
+        st = health_file.lstat()
+    except OSError:
+        return False
+    return _own_file(st) and (time.time() if now is None else now) - st.st_mtime <= max_age
 
 
 def main(health_file: Path | None = HEALTH_FILE) -> None:

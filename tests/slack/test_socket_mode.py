@@ -83,9 +83,11 @@ class SocketWorld:
 
 
 @pytest.fixture
-def sock(sqlite_url: str, redis_url: str, slack_fake: FakeSlack, tmp_path: Path) -> Iterator[SocketWorld]:
+def sock(request: pytest.FixtureRequest, sqlite_url: str, redis_url: str, slack_fake: FakeSlack,
+         tmp_path: Path) -> Iterator[SocketWorld]:
     """The socket handler connected in a thread, the socket-mode web on loopback, on SQLite (what is tested
-    here cannot depend on the database; the lifecycle runs on both)."""
+    here cannot depend on the database; the lifecycle runs on both). An indirect parameter (a callable) sets
+    up the health file's path before the process starts."""
     from service.runtime import build_runtime
     from service.store.db import migrate
 
@@ -101,6 +103,8 @@ def sock(sqlite_url: str, redis_url: str, slack_fake: FakeSlack, tmp_path: Path)
     app = create_app(settings, runtime=rt)  # the socket-mode web: the same runtime, no /slack/events
     dispatch.app = app
     stop, health = threading.Event(), tmp_path / "alive"
+    if callable(getattr(request, "param", None)):
+        request.param(health)
     thread = threading.Thread(target=socket_mode.serve, args=(handler, stop, health), daemon=True)
     thread.start()
     served = ServedApp(app)
@@ -315,6 +319,42 @@ def test_keyturn_socket_check_is_the_healthcheck(tmp_path: Path) -> None:
     result = run(cli, ["socket", "--check", "--health-file", str(health)])
     assert result.exit_code == 1 and "older than 30s" in result.output
     assert run(cli, ["socket", "--check", "--health-file", str(health), "--max-age", "60"]).exit_code == 0
+
+
+def _link_to_victim(health: Path) -> None:
+    health.symlink_to(health.parent / "victim")  # another local user's link at the fixed /tmp name
+
+
+def _someone_elses(health: Path) -> None:
+    health.touch()
+    os.chmod(health, 0o666)  # writable by anyone: only its owner makes it say anything
+    os.chown(health, 65534, 65534)  # nobody's (the tests run as root; as another user this is skipped)
+
+
+@pytest.mark.parametrize("sock", [_link_to_victim], indirect=True)
+def test_a_link_at_the_health_files_path_is_not_followed(sock: SocketWorld) -> None:
+    victim = sock.health.parent / "victim"
+    sock.server.ack(sock.command("ops-read 1h fixing the build"))  # connected and past its first touch
+    time.sleep(0.3)
+    assert not victim.exists()  # nothing created (or touched) through the link
+    assert sock.health.is_symlink() and not socket_mode.alive(sock.health)
+    victim.touch()  # the link's target fresh: still not this process's health
+    assert not socket_mode.alive(sock.health)
+    assert sock.world.count(AccessRequest) == 1  # and the connection kept serving
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to hand the file to another user")
+@pytest.mark.parametrize("sock", [_someone_elses], indirect=True)
+def test_a_health_file_another_user_owns_is_neither_touched_nor_believed(sock: SocketWorld) -> None:
+    old = time.time() - 3600
+    os.utime(sock.health, (old, old))
+    sock.server.ack(sock.command("ops-read 1h fixing the build"))
+    time.sleep(0.3)
+    assert sock.health.stat().st_mtime == old  # not kept fresh by this process
+    os.utime(sock.health)  # the other user keeps it fresh: the healthcheck does not believe it
+    assert not socket_mode.alive(sock.health)
+    assert CliRunner().invoke(cli, ["socket", "--check", "--health-file", str(sock.health)]).exit_code == 1
+    assert sock.world.count(AccessRequest) == 1
 
 
 def test_the_socket_manifest_is_the_http_app_without_request_urls() -> None:
