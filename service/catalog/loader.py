@@ -131,6 +131,9 @@ class RoleSchema(Schema):
         if data.get("break_glass_requires_security_key") and not data.get("allow_self_approval"):
             errors.setdefault("break_glass_requires_security_key", []).append(
                 "needs allow_self_approval: true (there is no break-glass self-approval to confirm)")
+        for flag in ("require_security_key", "break_glass_requires_security_key"):
+            if data.get(flag) and data.get("auto_approve"):  # approved at filing: no vote, so no key, is asked
+                errors.setdefault(flag, []).append("cannot be combined with auto_approve (no approval to confirm)")
         if data.get("strategy") is Strategy.GROUP_MEMBERSHIP and not data.get("group"):
             errors.setdefault("group", []).append("is required for strategy group_membership")
         if data.get("strategy") is Strategy.IDENTITY_CENTER:

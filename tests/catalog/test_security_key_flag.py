@@ -30,6 +30,11 @@ def test_flags_default_off_and_load_into_the_rules() -> None:
     ({"require_security_key": "maybe"}, "require_security_key: Not a valid boolean"),
     ({"break_glass_requires_security_key": True, "allow_self_approval": False},
      "break_glass_requires_security_key: needs allow_self_approval: true"),
+    # auto_approve files it approved with no vote at all: the key would never be asked for
+    ({"require_security_key": True, "auto_approve": True},
+     "require_security_key: cannot be combined with auto_approve"),
+    ({"break_glass_requires_security_key": True, "allow_self_approval": True, "auto_approve": True},
+     "break_glass_requires_security_key: cannot be combined with auto_approve"),
 ])
 def test_mistakes_are_reported(changes: dict[str, object], fragment: str) -> None:
     with pytest.raises(CatalogError) as info:
