@@ -38,6 +38,7 @@ from service.store.models import SecurityKey, SecurityKeyChallenge
 log = logging.getLogger(__name__)
 CHALLENGE_TTL = timedelta(minutes=3)
 CREDENTIAL_MAX = 16_384  # characters of the browser's JSON answer: a real one is well under 4 KB
+CREDENTIAL_ID_MAX = 1023  # bytes: WebAuthn's limit (stored base64url, at most 1364 characters)
 KEYS_PER_PERSON = 10
 CHALLENGES_PER_PERSON = 20  # open at once (each lives CHALLENGE_TTL): a bound on what one person can store
 REGISTER = "register"
@@ -138,6 +139,8 @@ def register(ctx: Context, rp: RelyingParty, *, user: str, team: str, label: str
         log.warning("security key registration refused: %s", exc, extra={"user": user})
         raise KeyRefused("The security key's answer did not verify (user verification, this site's address "
                          "and a fresh challenge are required): try again.") from exc
+    if len(verified.credential_id) > CREDENTIAL_ID_MAX:
+        raise KeyRefused(f"This security key's id is longer than WebAuthn allows ({CREDENTIAL_ID_MAX} bytes).")
     transports = answer["response"].get("transports") if isinstance(answer.get("response"), dict) else None
     known = {t.value for t in AuthenticatorTransport}
     now = ctx.now()

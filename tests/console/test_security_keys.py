@@ -263,3 +263,14 @@ def test_rest_and_the_slack_button_cannot_approve_without_a_key(keyed: ConsoleWo
                     lambda t, r: answers.append((t, r)))
     assert f"/console/requests/{glass}/confirm|" in answers[0][0]
     assert [r.state for r in rows(keyed, AccessRequest)] == ["pending", "pending"]
+
+
+def test_an_oversized_credential_id_is_refused_at_registration(keyed: ConsoleWorld) -> None:
+    bob, token = signed_in(keyed, BOB)
+    big = SoftKey(rp_id=RP_ID, origin=CONSOLE_URL, credential_id=bytes(range(256)) * 4 + b"x" * 100)  # > 1023
+    opts = bob.post("/console/keys/options", data={"csrf_token": token}).get_json()
+    resp = bob.post("/console/keys", data={"csrf_token": token, "label": "big", "credential": big.create(opts)},
+                    follow_redirects=True)
+    assert resp.status_code == 200 and "longer than WebAuthn allows" in resp.get_data(as_text=True)
+    assert rows(keyed, SecurityKey) == []
+    register(bob, token)  # a normal key still registers
