@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -24,6 +26,24 @@ from service.slack.listeners import approvals, command, home, requester
 log = logging.getLogger(__name__)
 
 
+BOLT_OAUTH_ENV = ("SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET")
+
+
+@contextmanager
+def _without_bolt_oauth_env() -> Iterator[None]:
+    """Hide SLACK_CLIENT_ID / SLACK_CLIENT_SECRET from Bolt while it is built.
+
+    Bolt turns on its own OAuth flow when both are in the environment, even empty (.env.example has them, for
+    the console's Sign in with Slack): a file-based installation store authorizes every request, finds no
+    installation and Bolt answers every command and click with an error. Keyturn serves one workspace with
+    its bot token; those two variables are the console's."""
+    saved = {name: os.environ.pop(name) for name in BOLT_OAUTH_ENV if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 def build_bolt_app(settings: Settings, ctx: Context, client: WebClient, workspace: Workspace | None = None) -> App:
     """`workspace`: the one served (default: from the settings, else what Slack's auth.test reports now)."""
     served = workspace or workspace_of(settings, client)
@@ -31,16 +51,17 @@ def build_bolt_app(settings: Settings, ctx: Context, client: WebClient, workspac
     # Bolt's small listener pool and its 10 ms polling for ack() (bench/RESULTS.md). So a listener does only
     # quick local work before it returns; slow work is queued for workers (interactions.queue) and Slack
     # calls that must not delay the acknowledgement go through context["after_ack"].
-    app = App(
-        # Without a name Bolt reads it off inspect.stack(): a tenth of a second at every start. Bolt sets its
-        # logger's level on every request, so the name must not be one of ours ("keyturn" is the audit's parent).
-        name="keyturn-slack",
-        signing_secret=settings.slack_signing_secret or "unset-refuses-every-request",
-        client=client,
-        token_verification_enabled=False,
-        request_verification_enabled=True,
-        process_before_response=True,
-    )
+    with _without_bolt_oauth_env():
+        app = App(
+            # Without a name Bolt reads it off inspect.stack(): a tenth of a second at every start. Bolt sets its
+            # logger's level on every request, so the name must not be ours ("keyturn" is the audit's parent).
+            name="keyturn-slack",
+            signing_secret=settings.slack_signing_secret or "unset-refuses-every-request",
+            client=client,
+            token_verification_enabled=False,
+            request_verification_enabled=True,
+            process_before_response=True,
+        )
     after_ack_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="slack-after-ack")
 
     @app.middleware
