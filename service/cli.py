@@ -265,7 +265,8 @@ def doctor(fmt: str, no_write_probe: bool) -> None:
         locks = rt.locks if rt.redis.ping() else None
     except Exception:
         locks = None  # no Redis: the probe runs unlocked (see probe_trust_write)
-    results = run_doctor(rt.catalog, rt.aws.clients, write_probe=not no_write_probe, locks=locks)
+    results = run_doctor(rt.catalog, rt.aws.clients, write_probe=not no_write_probe, locks=locks,
+                         console_url=rt.settings.console_url)
     click.echo(render_json(results) if fmt == "json" else render_table(results))
     sys.exit(exit_code(results))
 

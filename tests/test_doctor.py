@@ -579,3 +579,21 @@ def test_trust_naming_keyturns_own_role_fails(world: World) -> None:
     assert row.status is Status.FAIL and "KeyturnItself" in row.detail and MANAGER_B in row.detail
     assert "remove those statements" in row.fix
     assert exit_code(results) == 1
+
+
+def test_a_role_needing_a_security_key_fails_without_the_console(world: World) -> None:
+    """Security-key approvals happen on the console's confirm page: with the console off nobody can approve."""
+    raw = raw_catalog()
+    raw["roles"][0]["require_security_key"] = True
+    raw["roles"][1].update(allow_self_approval=True, break_glass_requires_security_key=True)
+    world.use(raw)
+    off = world.run(write_probe=False)
+    assert {(r.role_id, r.check) for r in off if r.status is Status.FAIL} == {
+        ("ops-admin", "security-key-console"), ("ro-group", "security-key-console")}
+    assert "nobody can approve" in one(off, "ops-admin", "security-key-console").detail
+    assert "break-glass approvals" in one(off, "ro-group", "security-key-console").detail
+    assert exit_code(off) == 1
+    on = world.run(write_probe=False, console_url="https://keyturn.example.com")
+    assert one(on, "ops-admin", "security-key-console").status is Status.OK
+    assert rows(on, "billing-inline", "security-key-console") == []  # no flag, no row
+    assert not [r for r in on if r.check == "security-key-console" and r.status is not Status.OK]

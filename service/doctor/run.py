@@ -66,16 +66,32 @@ IAM_MIN_SESSION = timedelta(hours=1)  # MaxSessionDuration cannot be set lower
 CONFIG_HINT = "grant it to Keyturn's role or the account's manager role (the policy in config/iam)"
 
 
-def run_doctor(catalog: Catalog, clients: Clients, *, write_probe: bool = True, locks: Any = None
-               ) -> list[CheckResult]:
-    """Accounts, principals, then every role (sorted by id)."""
+def run_doctor(catalog: Catalog, clients: Clients, *, write_probe: bool = True, locks: Any = None,
+               console_url: str = "") -> list[CheckResult]:
+    """Accounts, principals, then every role (sorted by id). `console_url`: KEYTURN_CONSOLE_URL (security keys)."""
     env = Env(catalog, clients, write_probe=write_probe, locks=locks)
     out = _safe(ACCOUNTS, "account-access", lambda: check_accounts(env))
     out += _safe(PRINCIPALS, "principal-exists", lambda: check_principals(env))
     out += _safe(IDENTITIES, "sign-in-role", lambda: check_identities(env))
     for role in sorted(catalog.roles.values(), key=lambda r: r.id):
+        out += check_security_key_console(role, console_url)
         out += check_role(env, role)
     return out
+
+
+def check_security_key_console(role: Role, console_url: str) -> list[CheckResult]:
+    """A role whose approvals need a security key can only be approved on the console's confirm page."""
+    needs = role.require_security_key or role.break_glass_requires_security_key
+    if not needs:
+        return []
+    what = "approvals" if role.require_security_key else "break-glass approvals"
+    if not console_url:
+        return [CheckResult(role.id, "security-key-console", Status.FAIL,
+                            f"its {what} need a security key, but the console is off (KEYTURN_CONSOLE_URL unset): "
+                            "nobody can approve them", "set KEYTURN_CONSOLE_URL (README, The web console), or drop "
+                            "the catalogue's security-key flag")]
+    return [CheckResult(role.id, "security-key-console", Status.OK,
+                        f"{what} confirmed with a security key on {console_url}")]
 
 
 def exit_code(results: Iterable[CheckResult]) -> int:
