@@ -147,7 +147,8 @@ def register(ctx: Context, rp: RelyingParty, *, user: str, team: str, label: str
     key = SecurityKey(
         user_id=user, team_id=team, credential_id=bytes_to_base64url(verified.credential_id),
         public_key=verified.credential_public_key, sign_count=verified.sign_count, label=label[:64],
-        transports=",".join(t for t in transports if t in known)[:128] if isinstance(transports, list) else None,
+        transports=",".join(t for t in transports if isinstance(t, str) and t in known)[:128]
+        if isinstance(transports, list) else None,
         created_at=now)
     try:
         with ctx.store.begin() as session:

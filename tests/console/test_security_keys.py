@@ -274,3 +274,16 @@ def test_an_oversized_credential_id_is_refused_at_registration(keyed: ConsoleWor
     assert resp.status_code == 200 and "longer than WebAuthn allows" in resp.get_data(as_text=True)
     assert rows(keyed, SecurityKey) == []
     register(bob, token)  # a normal key still registers
+
+
+def test_odd_transports_in_a_registration_are_dropped(keyed: ConsoleWorld) -> None:
+    import json
+
+    bob, token = signed_in(keyed, BOB)
+    key = SoftKey(rp_id=RP_ID, origin=CONSOLE_URL)
+    answer = json.loads(key.create(bob.post("/console/keys/options", data={"csrf_token": token}).get_json()))
+    answer["response"]["transports"] = [{"usb": 1}, ["nfc"], 7, "internal", "x" * 500]
+    resp = bob.post("/console/keys", data={"csrf_token": token, "label": "odd", "credential": json.dumps(answer)})
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    [stored] = rows(keyed, SecurityKey)
+    assert stored.transports == "internal"
