@@ -59,7 +59,10 @@ class RelyingParty:
         parts = urlsplit(console_url)
         if not parts.hostname:
             raise ValueError(f"KEYTURN_CONSOLE_URL {console_url!r} names no host")
-        return cls(rp_id=parts.hostname, origin=f"{parts.scheme}://{parts.netloc}")
+        # The origin as a browser serialises it (lower-case host, no default port), or no ceremony would match.
+        default = {"https": 443, "http": 80}.get(parts.scheme)
+        port = f":{parts.port}" if parts.port and parts.port != default else ""
+        return cls(rp_id=parts.hostname, origin=f"{parts.scheme}://{parts.hostname}{port}")
 
 
 def confirm_purpose(request_id: int) -> str:
