@@ -27,12 +27,13 @@ RUN python3 -m venv /opt/keyturn \
 # package itself (and its dependencies, already there) from pyproject.toml. The source stays in /src;
 # the processes run from /app and import the installed copy.
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 RUN --mount=type=secret,id=pip_conf --mount=type=secret,id=pip_cert \
     if [ -f /run/secrets/pip_conf ]; then export PIP_CONFIG_FILE=/run/secrets/pip_conf; fi \
-    && mkdir -p service workers && touch service/__init__.py workers/__init__.py \
+    && mkdir -p service workers && touch README.md service/__init__.py workers/__init__.py \
     && pip install . && pip uninstall -y keyturn \
-    && rm -rf build keyturn.egg-info service workers
+    && rm -rf build keyturn.egg-info service workers README.md
+COPY README.md ./
 COPY service ./service
 COPY workers ./workers
 RUN --mount=type=secret,id=pip_conf --mount=type=secret,id=pip_cert \

@@ -95,7 +95,7 @@ def test_services_and_their_shape() -> None:
     migrate = services["migrate"]
     assert migrate["command"] == ["keyturn", "db", "upgrade"]
     assert migrate["restart"] == "no"
-    assert "healthcheck" not in migrate
+    assert migrate["healthcheck"] == {"disable": True}  # one-shot: not the image's (the web's) healthcheck
 
     for name in (*APP_SERVICES, "socket"):
         deps = services[name]["depends_on"]
@@ -112,7 +112,7 @@ def test_commands_name_the_real_entry_points() -> None:
     assert services["worker"]["command"][:4] == ["celery", "-A", "workers.main:celery_app", "worker"]
     assert "--without-mingle" in services["worker"]["command"]  # no 1 s wait for peers before overdue work
     assert services["beat"]["command"][:4] == ["celery", "-A", "workers.main:celery_app", "beat"]
-    assert "inspect ping -d celery@$$HOSTNAME" in services["worker"]["healthcheck"]["test"][1]
+    assert "inspect ping -d celery@$$(hostname)" in services["worker"]["healthcheck"]["test"][1]
     # The modules exist (found, not imported: importing workers.main builds the whole app).
     import importlib.util
 
