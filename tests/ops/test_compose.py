@@ -174,7 +174,7 @@ def test_images_and_port_come_from_variables_with_the_usual_defaults(compose: An
     assert [(p["host_ip"], p["published"]) for p in services["web"]["ports"]] == [("127.0.0.1", "18000")]
     socket = services["socket"]
     assert socket["command"] == ["keyturn", "socket"] and "ports" not in socket
-    assert "/tmp/keyturn-socket-alive -mmin -1" in socket["healthcheck"]["test"][1]
+    assert socket["healthcheck"]["test"] == ["CMD-SHELL", "keyturn socket --check"]
 
 
 def test_env_example_documents_every_variable() -> None:

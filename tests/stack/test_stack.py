@@ -272,6 +272,11 @@ def test_the_stack_on_podman(stack: Stack, built: Built) -> None:
                              "pip config list; env; ls -A /run/secrets").stdout.lower()
     assert "pip" in baked and not [w for w in ("index", "cert", "trusted", "find-links", "pip_conf") if w in baked]
 
+    # The socket profile's healthcheck command is in the image (not connected: no `keyturn socket` runs here).
+    check = stack.podman.run("run", "--rm", "--network", "none", APP_IMAGE, "keyturn", "socket", "--check",
+                             check=False)
+    assert check.returncode == 1 and "not connected" in check.stdout + check.stderr, check
+
     # Unprivileged: Keyturn's processes as `keyturn` (uid 10001), PostgreSQL's and Redis's as their own users.
     for service in (*APP_SERVICES, "postgres", "redis"):
         users = process_users(stack, service)
