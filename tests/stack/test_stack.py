@@ -7,7 +7,13 @@ the migration; not the `socket` profile), and one signed `/access` â†’ Approve â
 driven against moto server and the fake Slack Web API, both on the host and reached from the containers as
 host.containers.internal. On the way: every process inside runs as an unprivileged user, and the worker's
 container is stopped, started and restarted without losing work. All of it is torn down at the end,
-containers, network and volume, on failure too.
+containers, network and volume, on failure too (KEYTURN_STACK_KEEP=1 keeps a failed stack to look at).
+
+What this machine cannot do, and what stands in for it: no registry is reachable, so python:3.11-slim-bookworm,
+postgres:16-alpine and redis:7-alpine (the defaults for real users) are never pulled or run here; Debian
+bookworm's python3 3.11, PostgreSQL 15 and Redis 7.0 stand in. Without systemd Podman schedules no
+healthcheck, so the test runs them (`podman healthcheck run`) every two seconds. The `socket` profile is
+not started (only its healthcheck command is checked in the image).
 """
 
 from __future__ import annotations
