@@ -110,7 +110,8 @@ class Podman:
             return False
         with tempfile.TemporaryDirectory(dir=self.workdir) as tmp:
             rootfs = Path(tmp) / "rootfs"
-            boot = subprocess.run(["nice", "debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES}",
+            debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"  # root's PATH may lack sbin
+            boot = subprocess.run(["nice", debootstrap, "--variant=minbase", f"--include={BASE_PACKAGES}",
                                    "bookworm", str(rootfs), MIRROR],
                                   capture_output=True, text=True, timeout=1200, check=False)
             if boot.returncode != 0:
