@@ -355,3 +355,20 @@ def test_the_build_gets_the_machines_index_settings_as_secrets_only(tmp_path: Pa
     assert conf == ["[global]", "index-url = https://mirror.example/simple",
                     "extra-index-url = https://more.example/simple", "timeout = 180",
                     "cert = /run/secrets/pip_cert"]
+
+
+def test_it_skips_saying_why_when_podman_cannot_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only an engine that cannot be installed or cannot answer makes the stack test skip, with the reason."""
+    import tests.stack.engine as engine
+
+    monkeypatch.setattr(engine.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(engine, "PACKAGES", ("no-such-tool-for-keyturn",))
+    with pytest.raises(EngineUnavailable, match="no-such-tool-for-keyturn missing and no apt-get"):
+        install_missing()
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "podman").write_text("#!/bin/sh\necho 'cannot clone: Operation not permitted' >&2\nexit 125\n")
+    (fake_bin / "podman").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    with pytest.raises(EngineUnavailable, match=r"`podman info` \(runc, cgroupfs\) failed: cannot clone"):
+        Podman(tmp_path).check_usable()
