@@ -250,15 +250,18 @@ def render(result: dict[str, Any]) -> str:
 def render_open(rows: list[dict[str, Any]]) -> str:
     """The open-loop rows: the latency target is judged here; the closed-loop rows above are capacity."""
     lines = ["Open loop (bench/open_loop.py, wrk2-like: each request sent at its fixed time, latency measured from "
-             "that time, so a stall is charged to every request due during it):", "",
+             "that time, so a stall is charged to every request due during it; an idle keep-alive connection the web "
+             "closed is dropped before reuse, as HTTP clients do, and counted under connections):", "",
              "| requests | rate /s | worker nice | sent | p50 ms | p90 ms | p99 ms | max ms | errors | "
              "client send lag p99 ms | connections | target p99 ≤ 100 ms |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in rows:
         met = "met" if r["p99"] / 1000 <= TARGET_P99_MS and not r["errors"] else "**missed**"
+        stale = f" ({r['stale_dropped']} found closed)" if r.get("stale_dropped") else ""
         lines.append(f"| {r['kind']} | {r['rate']:.0f} | {r.get('worker_nice', 0)} | {r['scheduled']} | "
                      f"{r['p50'] / 1000:.1f} | {r['p90'] / 1000:.1f} | {r['p99'] / 1000:.1f} | {r['max'] / 1000:.1f} | "
-                     f"{r['errors']} | {r['send_lag_p99_us'] / 1000:.1f} | {r['connections_opened']} | {met} |")
+                     f"{r['errors']} | {r['send_lag_p99_us'] / 1000:.1f} | {r['connections_opened']}"
+                     f"{stale} | {met} |")
     return "\n".join(lines)
 
 

@@ -33,6 +33,7 @@ class Counts:
         self.send_lag: list[float] = []  # how late the generator itself started each send
         self.bad_sample = ""
         self.opened = 0
+        self.stale = 0  # idle connections the server had closed, dropped before reuse
 
 
 async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
@@ -59,6 +60,11 @@ async def _one(url: tuple[str, int, str], raw: bytes, expect: bytes, due: float,
     counts.send_lag.append(loop.time() - due)
     host, port, _ = url
     try:
+        while idle and (idle[-1][0].at_eof() or idle[-1][1].is_closing()):
+            # The server closed it while it sat idle (gunicorn's keep-alive timeout): an HTTP client checks a
+            # pooled connection before reusing it (urllib3's is_connection_dropped) instead of failing a request.
+            idle.pop()[1].close()
+            counts.stale += 1
         if idle:
             reader, writer = idle.pop()
         else:
@@ -128,8 +134,8 @@ async def drive(url: str, requests_file: Path, rate: float, duration: float, exp
             "p50": percentile(lat, 50) * us, "p90": percentile(lat, 90) * us, "p99": percentile(lat, 99) * us,
             "max": (lat[-1] if lat else float("nan")) * us, "connect": counts.connect, "read": counts.read,
             "write": 0, "timeout": counts.timeout, "bad": counts.bad, "bad_sample": counts.bad_sample,
-            "connections_opened": counts.opened, "send_lag_p99_us": percentile(lag, 99) * us,
-            "send_lag_max_us": (lag[-1] if lag else 0.0) * us}
+            "connections_opened": counts.opened, "stale_dropped": counts.stale,
+            "send_lag_p99_us": percentile(lag, 99) * us, "send_lag_max_us": (lag[-1] if lag else 0.0) * us}
 
 
 def main() -> None:
