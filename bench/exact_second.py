@@ -106,7 +106,9 @@ def run_expiry(stack: Stack, grants: int, *, stop_workers: bool) -> dict[str, An
     stack.reset()
     base = 101 if stop_workers else 1
     pairs = [(base + k, 1 + k % N_ROLES) for k in range(grants)]
-    made = make_grants(stack, pairs, first_expiry=time.time() + 20 + 0.1 * grants, spacing=0.6)
+    # Every grant must be active before the first expires (or wait_active never sees them all active): on a slow
+    # host a restarted worker took 17 s to activate 40 (each arms its session cut first), so 0.5 s per grant.
+    made = make_grants(stack, pairs, first_expiry=time.time() + 20 + 0.5 * grants, spacing=0.6)
     wait_active(stack, made, timeout=120)
     issued_at = time.time()  # every person's session is opened now, while their access is live
     if stop_workers:
