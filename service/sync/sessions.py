@@ -100,10 +100,7 @@ def _sync_pages(pages: SessionPages, cuts: list[PersonCut], attempts: int) -> Pl
         if problem:
             raise LimitExceeded(f"session cuts, page {p}: {problem}")
         pages.write(p, new[p])
-    if changed:
-        # Nothing written: the read above already shows every page exactly as wanted, so a second read would
-        # only repeat it. That is 3 of the 9 IAM calls of an expiry's clean-up (bench/RESULTS.md, benchmark 6).
-        _verify(pages, placement.pages, attempts)
+    _verify(pages, placement.pages, attempts)
     plan = Plan(wrote=bool(changed), hash_before=page_hash(live),
                 hash_after=page_hash({p: new[p] for p in new}),
                 added=sorted(after_sids - before_sids), removed=sorted(before_sids - after_sids),
